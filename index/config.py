@@ -1,0 +1,116 @@
+"""Configuration, resolved once: explicit argument > environment variable > default.
+
+>>> cfg = Config.resolve(collection="notes", home="/tmp/x")
+>>> cfg.collection, str(cfg.chroma_path)
+('notes', '/tmp/x/chroma')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from index.errors import ConfigError
+
+# Offline by construction: nothing may download at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+BACKENDS = ("extractive", "openai", "openai-compatible", "local")
+_COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,500}[A-Za-z0-9])$")
+
+# field name -> (environment variable, default, type)
+_SETTINGS: dict[str, tuple[str, Any, type]] = {
+    "home": ("CITEQA_HOME", ".citeqa", Path),
+    "chroma_url": ("CITEQA_CHROMA_URL", "", str),
+    "collection": ("CITEQA_COLLECTION", "citeqa", str),
+    "backend": ("CITEQA_BACKEND", "extractive", str),
+    "model": ("CITEQA_MODEL", "", str),
+    "base_url": ("CITEQA_BASE_URL", "", str),
+    "api_key": ("CITEQA_API_KEY", "", str),
+    "model_path": ("CITEQA_MODEL_PATH", "", str),
+    "gpu_layers": ("CITEQA_GPU_LAYERS", -1, int),
+    "embed_model": ("CITEQA_EMBED_MODEL", "", str),
+    "chunk_tokens": ("CITEQA_CHUNK_TOKENS", 192, int),
+    "chunk_overlap": ("CITEQA_CHUNK_OVERLAP", 32, int),
+    "max_question_tokens": ("CITEQA_MAX_QUESTION_TOKENS", 256, int),
+    "max_file_mb": ("CITEQA_MAX_FILE_MB", 50, int),
+    "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    chroma_url: str
+    collection: str
+    backend: str
+    model: str
+    base_url: str
+    api_key: str
+    model_path: str
+    gpu_layers: int
+    embed_model: str
+    chunk_tokens: int
+    chunk_overlap: int
+    max_question_tokens: int
+    max_file_mb: int
+    timeout_s: int
+
+    @classmethod
+    def resolve(cls, **overrides: Any) -> "Config":
+        """Build the configuration; `None` overrides fall through to the environment, then defaults."""
+        unknown = set(overrides) - set(_SETTINGS)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}",
+                              fix=f"use one of: {', '.join(_SETTINGS)}")
+        values: dict[str, Any] = {}
+        for name, (env, default, kind) in _SETTINGS.items():
+            raw = overrides.get(name)
+            if raw is None:
+                raw = os.environ.get(env) or default
+            try:
+                values[name] = kind(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}",
+                                  fix=f"set {env} to a {kind.__name__}") from None
+        if not values["api_key"]:
+            values["api_key"] = os.environ.get("OPENAI_API_KEY", "")
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}",
+                              fix=f"use --backend or CITEQA_BACKEND with one of: {', '.join(BACKENDS)}")
+        if not _COLLECTION_RE.match(self.collection) or ".." in self.collection:
+            raise ConfigError(
+                f"collection name {self.collection!r} is not allowed by Chroma",
+                fix="use 3-500 characters: letters, digits, '.', '_' or '-', starting and ending "
+                    "with a letter or digit")
+        if not 16 <= self.chunk_tokens <= 2048 or not 0 <= self.chunk_overlap < self.chunk_tokens:
+            raise ConfigError(f"chunk size {self.chunk_tokens}/{self.chunk_overlap} tokens is out of range",
+                              fix="use CITEQA_CHUNK_TOKENS in 16..2048 and an overlap below it")
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    def with_(self, **changes: Any) -> "Config":
+        cfg = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        cfg.validate()
+        return cfg
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to print or log: secrets are masked."""
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        if out["api_key"]:
+            out["api_key"] = "***"
+        return out

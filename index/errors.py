@@ -1,0 +1,51 @@
+"""One error hierarchy for citeqa. Every message says what happened and what to do next.
+
+>>> try:
+...     raise ConfigError("unknown backend 'gpt'", fix="use one of: extractive, openai")
+... except CiteqaError as e:
+...     print(e)
+unknown backend 'gpt'. Fix: use one of: extractive, openai
+"""
+
+from __future__ import annotations
+
+
+class CiteqaError(Exception):
+    """Base class. `exit_code` is what the CLI returns; `fix` tells the user what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}. Fix: {fix}" if fix else message)
+
+
+class ConfigError(CiteqaError):
+    """A setting is missing or invalid (backend name, API key, collection name)."""
+
+
+class InputError(CiteqaError):
+    """A document or question cannot be used (empty, binary, too large, unreadable)."""
+
+    exit_code = 1
+
+
+class IndexMissingError(CiteqaError):
+    """The collection does not exist or holds no documents."""
+
+
+class IndexMismatchError(CiteqaError):
+    """The collection was built with another embedding model or schema."""
+
+
+class StoreUnavailableError(CiteqaError):
+    """Chroma cannot be reached or opened (server down, directory locked or corrupt)."""
+
+
+class BackendUnreachableError(CiteqaError):
+    """The answering model cannot be reached (dead server, missing model file)."""
+
+
+class BackendError(CiteqaError):
+    """The answering model answered something unusable."""

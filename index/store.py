@@ -1,0 +1,263 @@
+"""Chroma, and nothing else imports chromadb. A logical collection NAME is three Chroma collections:
+
+- NAME          chunks (token-sized passages) with offsets; vector = mean of its sentence vectors
+- NAME-sents    sentences with offsets and their own vectors (what answers are cut from)
+- NAME-docs     the manifest: one record per document (sha256, counts, write state) + its full text
+
+Writes are atomic per document (see `write_document`): readers only trust records whose sha256 is the
+one the manifest has committed, and `recover()` removes what a killed writer left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from index.config import Config
+from index.errors import (CiteqaError, ConfigError, IndexMismatchError, IndexMissingError,
+                          StoreUnavailableError)
+
+SCHEMA = 1
+_DOCS, _SENTS = "-docs", "-sents"
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    doc_id: str
+    source: str
+    sha256: str
+    chunks: int
+    sentences: int
+    status: str  # "ready" | "pending"
+    pending: str  # sha256 being written, if a write is in progress or was killed
+    stale: str  # sha256 of a replaced version whose records may still need deleting
+
+    @classmethod
+    def from_meta(cls, doc_id: str, meta: dict[str, Any]) -> "DocRecord":
+        return cls(doc_id, str(meta.get("source", "")), str(meta.get("sha256", "")), int(meta.get("chunks", 0)),
+                   int(meta.get("sentences", 0)), str(meta.get("status", "")), str(meta.get("pending", "")),
+                   str(meta.get("stale", "")))
+
+    def meta(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("source", "sha256", "chunks", "sentences", "status", "pending", "stale")}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk or sentence returned by a query; `score` is cosine similarity (dense) or None."""
+
+    id: str
+    text: str
+    meta: dict[str, Any]
+    score: float = 0.0
+
+
+def connect(cfg: Config):
+    """A Chroma client from config: HttpClient when CITEQA_CHROMA_URL is set, else a persistent dir."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    try:
+        if cfg.chroma_url:
+            url = urlparse(cfg.chroma_url)
+            if not url.hostname:
+                raise ConfigError(f"CITEQA_CHROMA_URL={cfg.chroma_url!r} has no host",
+                                  fix="use a URL such as http://127.0.0.1:8000")
+            client = chromadb.HttpClient(host=url.hostname, port=url.port or 8000,
+                                         ssl=url.scheme == "https", settings=settings)
+            client.heartbeat()
+            return client
+        cfg.chroma_path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(cfg.chroma_path), settings=settings)
+    except CiteqaError:
+        raise
+    except Exception as exc:  # chromadb raises many types for "cannot open"; all mean the same to a user
+        where = cfg.chroma_url or str(cfg.chroma_path)
+        fix = ("start the server (`chroma run --path DIR --port N`) or unset CITEQA_CHROMA_URL"
+               if cfg.chroma_url else
+               "close other programs using it; if it is corrupt, move it aside and re-run `citeqa index add`")
+        raise StoreUnavailableError(f"cannot open the Chroma store at {where} ({type(exc).__name__}: {exc})",
+                                    fix=fix) from None
+
+
+class Store:
+    """One logical collection. `create=False` raises `IndexMissingError` when it does not exist."""
+
+    def __init__(self, cfg: Config, model_name: str, dim: int, create: bool = True) -> None:
+        self.cfg, self.model_name, self.dim = cfg, model_name, dim
+        self.client = connect(cfg)
+        name = cfg.collection
+        meta = {"hnsw:space": "cosine", "embedding_model": model_name, "embedding_dim": dim, "citeqa_schema": SCHEMA}
+        try:
+            if create:
+                self.chunks = self.client.get_or_create_collection(name, metadata=meta, embedding_function=None)
+                self.sents = self.client.get_or_create_collection(name + _SENTS, metadata=meta, embedding_function=None)
+                self.docs = self.client.get_or_create_collection(
+                    name + _DOCS, metadata={"hnsw:space": "cosine", "citeqa_schema": SCHEMA}, embedding_function=None)
+            else:
+                existing = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+                if not {name, name + _SENTS, name + _DOCS} <= existing:
+                    raise IndexMissingError(f"collection {name!r} does not exist in {self.where}",
+                                            fix="index documents first: `citeqa index add PATH`")
+                self.chunks = self.client.get_collection(name, embedding_function=None)
+                self.sents = self.client.get_collection(name + _SENTS, embedding_function=None)
+                self.docs = self.client.get_collection(name + _DOCS, embedding_function=None)
+        except CiteqaError:
+            raise
+        except Exception as exc:
+            raise StoreUnavailableError(f"cannot open collection {name!r} in {self.where} ({exc})",
+                                        fix="check the store is not corrupt or used by another program") from None
+        stored = self.chunks.metadata or {}
+        if (stored.get("embedding_model"), stored.get("embedding_dim")) != (model_name, dim):
+            raise IndexMismatchError(
+                f"collection {name!r} was built with {stored.get('embedding_model')} "
+                f"({stored.get('embedding_dim')}-d), not {model_name} ({dim}-d)",
+                fix="use the same CITEQA_EMBED_MODEL as when it was built, or another --collection")
+        self.max_batch = int(getattr(self.client, "get_max_batch_size", lambda: 5000)())
+
+    @property
+    def where(self) -> str:
+        return self.cfg.chroma_url or str(self.cfg.chroma_path)
+
+    # -- manifest ---------------------------------------------------------------------------------
+    def documents(self) -> dict[str, DocRecord]:
+        got = self.docs.get(include=["metadatas"])
+        return {i: DocRecord.from_meta(i, m or {}) for i, m in zip(got["ids"], got["metadatas"])}
+
+    def ready_shas(self) -> dict[str, str]:
+        """doc_id -> committed sha256, for the documents readers may see."""
+        return {d.doc_id: d.sha256 for d in self.documents().values() if d.status == "ready"}
+
+    def _put_record(self, rec: DocRecord, text: str) -> None:
+        self.docs.upsert(ids=[rec.doc_id], embeddings=[[1.0]], metadatas=[rec.meta()], documents=[text])
+
+    def document_text(self, doc_id: str) -> str:
+        got = self.docs.get(ids=[doc_id], include=["documents"])
+        if not got["ids"]:
+            raise IndexMissingError(f"no document {doc_id!r} in collection {self.cfg.collection!r}",
+                                    fix="see `citeqa index list` for the indexed documents")
+        return got["documents"][0] or ""
+
+    # -- writes -----------------------------------------------------------------------------------
+    def write_document(self, doc_id: str, source: str, sha256: str, text: str, chunks: list[dict],
+                       chunk_vecs: np.ndarray, sents: list[dict], sent_vecs: np.ndarray) -> None:
+        """Write one document so that a crash at any point leaves it fully old, fully new, or absent.
+
+        1. record `pending=new` in the manifest; 2. add chunks and sentences tagged with the new sha256;
+        3. commit: the manifest points at the new sha256 (readers switch here); 4. delete the old version.
+        """
+        old = self.documents().get(doc_id)
+        if old is not None and old.status == "ready":
+            self.docs.update(ids=[doc_id], metadatas=[{"pending": sha256}])
+        else:
+            self._put_record(DocRecord(doc_id, source, "", 0, 0, "pending", sha256, ""), text)
+        prefix = f"{doc_id}#{sha256[:12]}"
+        self._add(self.chunks, [f"{prefix}:c{i}" for i in range(len(chunks))], chunk_vecs, chunks)
+        self._add(self.sents, [f"{prefix}:s{i}" for i in range(len(sents))], sent_vecs, sents)
+        stale = old.sha256 if old and old.sha256 and old.sha256 != sha256 else ""
+        self._put_record(DocRecord(doc_id, source, sha256, len(chunks), len(sents), "ready", "", stale), text)
+        if stale:
+            self._delete_version(doc_id, stale)
+            self.docs.update(ids=[doc_id], metadatas=[{"stale": ""}])
+
+    def _add(self, col, ids: list[str], vecs: np.ndarray, items: list[dict]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            part = items[i:i + self.max_batch]
+            col.add(ids=ids[i:i + self.max_batch], embeddings=vecs[i:i + self.max_batch],
+                    documents=[p["text"] for p in part],
+                    metadatas=[{k: v for k, v in p.items() if k != "text"} for p in part])
+
+    def _delete_version(self, doc_id: str, sha256: str) -> None:
+        where = {"$and": [{"doc_id": doc_id}, {"sha256": sha256}]}
+        self.chunks.delete(where=where)
+        self.sents.delete(where=where)
+
+    def remove(self, doc_id: str) -> DocRecord:
+        rec = self.documents().get(doc_id)
+        if rec is None:
+            raise IndexMissingError(f"no document {doc_id!r} in collection {self.cfg.collection!r}",
+                                    fix="see `citeqa index list` for the doc ids")
+        self.docs.delete(ids=[doc_id])  # readers stop seeing it at once; records follow
+        where = {"doc_id": doc_id}
+        self.chunks.delete(where=where)
+        self.sents.delete(where=where)
+        return rec
+
+    def recover(self) -> list[str]:
+        """Finish or undo writes that a killed process left half done. Returns the doc ids touched."""
+        touched = []
+        for rec in self.documents().values():
+            if rec.pending:
+                self._delete_version(rec.doc_id, rec.pending)
+                if rec.status != "ready":
+                    self.docs.delete(ids=[rec.doc_id])
+                else:
+                    self.docs.update(ids=[rec.doc_id], metadatas=[{"pending": ""}])
+                touched.append(rec.doc_id)
+            if rec.stale:
+                self._delete_version(rec.doc_id, rec.stale)
+                self.docs.update(ids=[rec.doc_id], metadatas=[{"stale": ""}])
+                touched.append(rec.doc_id)
+        return touched
+
+    # -- reads ------------------------------------------------------------------------------------
+    def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str]) -> list[Hit]:
+        """Top-k chunks or sentences by cosine similarity, keeping only committed versions."""
+        col = self.chunks if which == "chunks" else self.sents
+        n = col.count()
+        if n == 0:
+            return []
+        res = col.query(query_embeddings=[vector], n_results=min(n, k + 8),
+                        include=["documents", "metadatas", "distances"])
+        hits = [Hit(i, d, m, 1.0 - dist) for i, d, m, dist in
+                zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+                if shas.get(m.get("doc_id")) == m.get("sha256")]
+        return hits[:k]
+
+    def get(self, which: str, ids: list[str], embeddings: bool = False) -> list[tuple[Hit, np.ndarray | None]]:
+        col = self.chunks if which == "chunks" else self.sents
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        got = col.get(ids=ids, include=include)
+        vecs = got.get("embeddings") if embeddings else None
+        out = []
+        for j, (i, d, m) in enumerate(zip(got["ids"], got["documents"], got["metadatas"])):
+            out.append((Hit(i, d, m), np.asarray(vecs[j], dtype=np.float32) if vecs is not None else None))
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(out, key=lambda hv: order[hv[0].id])
+
+    def scan(self, which: str, shas: dict[str, str], embeddings: bool = False,
+             page: int = 5000) -> Iterable[tuple[Hit, np.ndarray | None]]:
+        """Every committed record of `which` (for building the BM25 index)."""
+        col = self.chunks if which == "chunks" else self.sents
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        offset = 0
+        while True:
+            got = col.get(include=include, limit=page, offset=offset)
+            if not got["ids"]:
+                return
+            vecs = got.get("embeddings") if embeddings else None
+            for j, (i, d, m) in enumerate(zip(got["ids"], got["documents"], got["metadatas"])):
+                if shas.get(m.get("doc_id")) == m.get("sha256"):
+                    yield Hit(i, d, m), (np.asarray(vecs[j], dtype=np.float32) if vecs is not None else None)
+            offset += len(got["ids"])
+
+    def counts(self) -> dict[str, int]:
+        return {"chunks": self.chunks.count(), "sentences": self.sents.count(), "documents": self.docs.count()}
+
+
+def wait_ready(cfg: Config, seconds: float = 10.0) -> None:
+    """Poll a Chroma server until it answers (used by tests and scripts that just started one)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connect(cfg)
+            return
+        except StoreUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
