@@ -1,0 +1,169 @@
+"""Hybrid retrieval: dense (Chroma, sentences and chunks) + BM25 (sentences), fused by reciprocal rank.
+
+The unit of evidence is a sentence with its offsets; chunks are ranked too (the passages a user or a
+generative model reads, and what retrieval recall is measured on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.text import tokens
+from index.embedding import Embedder
+from index.store import Hit, Store
+
+RRF_K = 60
+
+
+@dataclass
+class Sentence:
+    id: str
+    doc_id: str
+    source: str
+    chunk_id: str
+    pos: int
+    start: int
+    end: int
+    text: str
+    vec: np.ndarray
+    dense: float = 0.0  # cosine similarity to the query
+    bm25: float = 0.0  # BM25 score / the best BM25 score of this query
+    fused: float = 0.0  # reciprocal-rank fusion score
+
+
+@dataclass
+class Chunk:
+    id: str
+    doc_id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass
+class Retrieval:
+    query: str
+    qvec: np.ndarray
+    sentences: list[Sentence]  # best first (fused)
+    chunks: list[Chunk]  # best first (fused)
+    by_id: dict[str, Sentence] = field(default_factory=dict)
+
+
+def chunk_id_of(meta: dict) -> str:
+    return f"{meta['doc_id']}#{meta['sha256'][:12]}:c{meta['chunk']}"
+
+
+def sentence_id(doc_id: str, sha: str, pos: int) -> str:
+    return f"{doc_id}#{sha[:12]}:s{pos}"
+
+
+class _BM25:
+    """BM25 over every committed sentence, rebuilt when the set of documents changes."""
+
+    def __init__(self) -> None:
+        self.fingerprint = ""
+        self.ids: list[str] = []
+        self.model = None
+
+    def refresh(self, store: Store, shas: dict[str, str]) -> None:
+        fp = hashlib.sha1(repr(sorted(shas.items())).encode()).hexdigest()
+        if fp == self.fingerprint:
+            return
+        import bm25s
+
+        ids, corpus = [], []
+        for hit, _ in store.scan("sents", shas):
+            ids.append(hit.id)
+            corpus.append(tokens(hit.text) or ["<empty>"])
+        model = bm25s.BM25()
+        if corpus:
+            model.index(corpus, show_progress=False)
+        self.ids, self.model, self.fingerprint = ids, (model if corpus else None), fp
+
+    def top(self, query: str, k: int) -> list[tuple[str, float]]:
+        if self.model is None:
+            return []
+        q = [t for t in tokens(query) if t in self.model.vocab_dict]
+        if not q:
+            return []
+        scores = self.model.get_scores(q)
+        k = min(k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [(self.ids[i], float(scores[i])) for i in best if scores[i] > 0]
+
+
+class Retriever:
+    def __init__(self, store: Store, embedder: Embedder, k_sentences: int = 40, k_chunks: int = 10) -> None:
+        self.store, self.embedder = store, embedder
+        self.k_sentences, self.k_chunks = k_sentences, k_chunks
+        self._bm25 = _BM25()
+        self.use_bm25 = True
+        self.use_dense = True
+
+    def search(self, query: str) -> Retrieval:
+        shas = self.store.ready_shas()
+        qvec = self.embedder.encode([query])[0]
+        dense = self.store.query("sents", qvec, self.k_sentences, shas) if self.use_dense else []
+        lexical: list[tuple[str, float]] = []
+        if self.use_bm25:
+            self._bm25.refresh(self.store, shas)
+            lexical = self._bm25.top(query, self.k_sentences)
+        dense_chunks = self.store.query("chunks", qvec, self.k_chunks, shas) if self.use_dense else []
+
+        fused: dict[str, float] = {}
+        for rank, h in enumerate(dense):
+            fused[h.id] = fused.get(h.id, 0.0) + 1.0 / (RRF_K + rank + 1)
+        for rank, (sid, _) in enumerate(lexical):
+            fused[sid] = fused.get(sid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        top_bm25 = lexical[0][1] if lexical else 1.0
+        bm25 = {sid: s / top_bm25 for sid, s in lexical}
+
+        fetched = self.store.get("sents", list(fused), embeddings=True) if fused else []
+        sentences = []
+        for hit, vec in fetched:
+            m = hit.meta
+            sentences.append(Sentence(
+                id=hit.id, doc_id=m["doc_id"], source=m.get("source", ""), chunk_id=chunk_id_of(m),
+                pos=int(m["pos"]), start=int(m["start_char"]), end=int(m["end_char"]), text=hit.text,
+                vec=vec, dense=float(vec @ qvec), bm25=bm25.get(hit.id, 0.0), fused=fused[hit.id]))
+        chunk_rank = {h.id: r for r, h in enumerate(dense_chunks)}
+        for s in sentences:  # a sentence inside a top chunk gets that chunk's vote too
+            if s.chunk_id in chunk_rank:
+                s.fused += 1.0 / (RRF_K + chunk_rank[s.chunk_id] + 1)
+        sentences.sort(key=lambda s: -s.fused)
+        return Retrieval(query, qvec, sentences, self._rank_chunks(dense_chunks, sentences),
+                         {s.id: s for s in sentences})
+
+    def _rank_chunks(self, dense_chunks: list[Hit], sentences: list[Sentence]) -> list[Chunk]:
+        score: dict[str, float] = {}
+        for rank, h in enumerate(dense_chunks):
+            score[h.id] = score.get(h.id, 0.0) + 1.0 / (RRF_K + rank + 1)
+        seen: list[str] = []
+        for s in sentences:
+            if s.chunk_id not in seen:
+                seen.append(s.chunk_id)
+        for rank, cid in enumerate(seen):
+            score[cid] = score.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        best = sorted(score, key=lambda c: -score[c])[: self.k_chunks]
+        hits = {h.id: h for h in dense_chunks}
+        missing = [c for c in best if c not in hits]
+        hits.update({h.id: h for h, _ in self.store.get("chunks", missing)} if missing else {})
+        return [Chunk(c, hits[c].meta["doc_id"], hits[c].meta.get("source", ""), int(hits[c].meta["start_char"]),
+                      int(hits[c].meta["end_char"]), hits[c].text, score[c]) for c in best if c in hits]
+
+    def neighbours(self, s: Sentence, before: int = 1, after: int = 1) -> list[Sentence]:
+        """The sentences around `s` in its document (vectors included), in order."""
+        sha = s.id.split("#", 1)[1].split(":", 1)[0]
+        ids = [sentence_id(s.doc_id, sha, p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
+        out = []
+        for hit, vec in self.store.get("sents", ids, embeddings=True):
+            m = hit.meta
+            out.append(Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]),
+                                int(m["start_char"]), int(m["end_char"]), hit.text, vec))
+        return out

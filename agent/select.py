@@ -1,0 +1,107 @@
+"""Choose the evidence sentence(s) that answer a question, and decide when to refuse.
+
+Each retrieved sentence gets features (dense similarity, BM25, question-word coverage of the sentence
+and of its neighbours, answer-type match, named entities of the question present); a weighted sum ranks
+them, and several signals, not one score, decide refusal. Weights and thresholds are fitted on the
+squad-dev and article dev sets (docs/agent.md); nothing here knows any particular question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.retrieve import Retrieval, Retriever, Sentence
+from agent.text import content_words, has_number, has_time, proper_nouns, tokens, words
+
+WEIGHTS = {"dense": 1.0, "bm25": 0.35, "cover": 0.9, "window": 0.3, "type": 0.25, "fused": 4.0}
+REFUSE_BELOW = 0.75  # a best score under this is treated as "nothing supports an answer"
+MIN_DENSE = 0.25
+
+
+def answer_type(question: str) -> str:
+    """'number', 'time', 'agent' (who / which group), 'place', or '' (anything)."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|far|old|often|large|big)\b|\bwhat (number|percentage|amount)\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time|century)\b|\bwhich (year|date|day|month)\b", q):
+        return "time"
+    if re.search(r"\bwho(m|se)?\b", q):
+        return "agent"
+    if re.search(r"\bwhere\b", q):
+        return "place"
+    return ""
+
+
+def type_match(kind: str, text: str, question: str) -> bool:
+    """Does `text` hold a candidate answer of the expected kind that the question itself does not?"""
+    if not kind:
+        return True
+    qwords = {w.lower() for w in words(question)}
+    novel = " ".join(w for w in words(text) if w.lower() not in qwords)
+    if kind == "number":
+        return has_number(novel)
+    if kind == "time":
+        return has_time(novel)
+    return bool(proper_nouns(novel)) or kind == "agent" and bool(
+        re.search(r"\b(group|army|forces|fighters|government|agency|coalition|militia|people|officials?)\b",
+                  text, re.I))
+
+
+@dataclass
+class Scored:
+    sentence: Sentence
+    score: float
+    features: dict[str, float]
+
+
+@dataclass
+class Selection:
+    question: str
+    best: list[Scored]  # ranked, best first
+    refused: bool
+    reason: str
+
+
+def _coverage(qtoks: list[str], text_toks: set[str], weights: dict[str, float]) -> float:
+    total = sum(weights[t] for t in qtoks) or 1.0
+    return sum(weights[t] for t in qtoks if t in text_toks) / total
+
+
+def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
+    sentences = retrieval.sentences[:top * 2]
+    if not sentences:
+        return Selection(question, [], True, "nothing retrieved")
+    qtoks = content_words(question)
+    names = set(proper_nouns(question))
+    weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
+    kind = answer_type(question)
+    best_fused = max(s.fused for s in sentences) or 1.0
+    scored = []
+    for s in sentences:
+        own = set(tokens(s.text))
+        around = set(own)
+        for n in retriever.neighbours(s):
+            around |= set(tokens(n.text))
+        f = {
+            "dense": s.dense,
+            "bm25": s.bm25,
+            "cover": _coverage(qtoks, own, weights),
+            "window": _coverage(qtoks, around, weights),
+            "type": 1.0 if type_match(kind, s.text, question) else 0.0,
+            "fused": s.fused / best_fused * 0.1,
+            "names": _coverage(sorted(names), around, {n: 1.0 for n in names}) if names else 1.0,
+        }
+        total = sum(WEIGHTS[k] * f[k] for k in WEIGHTS)
+        scored.append(Scored(s, total, f))
+    scored.sort(key=lambda x: -x.score)
+    top1 = scored[0]
+    reason = ""
+    if top1.features["names"] < 1.0:
+        reason = "a name in the question is not in the evidence"
+    elif top1.features["type"] == 0.0:
+        reason = f"no {kind} in the evidence"
+    elif top1.features["dense"] < MIN_DENSE or top1.score < REFUSE_BELOW:
+        reason = "the evidence is too weak"
+    return Selection(question, scored[:top], bool(reason), reason)
+

@@ -1,0 +1,83 @@
+"""Small text utilities shared by retrieval, answer selection and verification.
+
+>>> content_words("How many prisoners did ISIL take?")
+['prisoner', 'isil', 'take']
+>>> has_number("killed 40 rebel fighters"), has_number("many casualties")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import re
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+nor not of off on once only or other our ours ourselves out over own same she should so some such than
+that the their theirs them themselves then there these they this those through to too under until up very
+was we were what when where which while who whom why will with would you your yours yourself yourselves
+according many much whose kind name named called tell say said says told one ones thing things
+""".split())
+
+WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
+NUMBER_WORDS = frozenset("""zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred
+thousand million billion dozen dozens hundreds thousands millions twice thrice half""".split())
+MONTHS = frozenset("""january february march april may june july august september october november december
+monday tuesday wednesday thursday friday saturday sunday""".split())
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper: enough to match 'prisoners'/'prisoner' and 'retakes'/'retake'."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("es", "e"), ("s", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    return w
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased, stemmed tokens without stopwords (BM25 and overlap use these).
+
+    A hyphenated word also yields its parts: 'ISIL-held' -> 'isil-held', 'isil', 'held'.
+    """
+    out = []
+    for w in words(text):
+        if w.lower() in STOPWORDS:
+            continue
+        out.append(stem(w))
+        if "-" in w:
+            out.extend(stem(p) for p in w.split("-") if p and p.lower() not in STOPWORDS)
+    return out
+
+
+def content_words(text: str) -> list[str]:
+    return list(dict.fromkeys(tokens(text)))
+
+
+def has_number(text: str) -> bool:
+    return any(w[0].isdigit() or w.lower() in NUMBER_WORDS for w in words(text))
+
+
+def has_time(text: str) -> bool:
+    return any(w.lower() in MONTHS or re.fullmatch(r"(1[0-9]|20)\d\d(s)?", w) for w in words(text)) or bool(
+        re.search(r"\b(mid|early|late)-?\d{4}|\b(century|decade|year|month|week|day|today|yesterday|"
+                  r"morning|afternoon|evening|night|weekend|earlier|later|ago|since|until)\b", text, re.I))
+
+
+def proper_nouns(text: str) -> list[str]:
+    """Capitalised words that are not sentence-initial stopwords (a crude named-entity detector)."""
+    out = []
+    for m in WORD.finditer(text):
+        w = m.group()
+        if (w[0].isupper() or (re.match(r"[a-z]+-[A-Z]", w))) and w.lower() not in STOPWORDS:
+            out.append(stem(w))
+    return out

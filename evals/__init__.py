@@ -1,0 +1,1 @@
+"""Evaluation suites for citeqa: scoring (`evals.metrics`) and running/gating (`evals.runner`)."""
