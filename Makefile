@@ -33,7 +33,7 @@ eval: setup
 	$(PY) -m citeqa.cli eval --set squad-dev --report docs/eval-squad-dev.md
 
 baseline: setup
-	$(PY) -m citeqa.cli eval --set article --json > evals/baseline.json
+	$(PY) -m citeqa.cli eval --set article --save-baseline evals/baseline.json
 
 bench: setup
 	$(PY) -m pip install -q matplotlib==3.11.2

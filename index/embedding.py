@@ -25,6 +25,9 @@ class Embedder:
 
     def __init__(self, path: str, name: str) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         if not Path(path).exists():
             raise ConfigError(f"embedding model not found at {path}",

@@ -151,7 +151,7 @@ def test_score_row_squad_needs_cover():
     answer = {"answer": "It is Paris [1].", "refused": False, "citations": [cit(1, 90, 103, doc="f.txt")],
               "retrieved": [cit(0, 0, 200, doc="f.txt")]}
     s = m.score_row(SQUAD_ROW, answer)
-    assert s["correct"] and s["f1"] == pytest.approx(0.6667) and s["retrieval_rank"] == 1
+    assert s["correct"] and s["f1"] == 0.5 and s["retrieval_rank"] == 1  # p 1/3, r 1
     assert s["evidence_hit"] is False and s["citation_recall"] == 1.0   # partial: overlaps but not covers
     answer["citations"] = [cit(1, 90, 110, doc="f.txt")]
     assert m.score_row(SQUAD_ROW, answer)["evidence_hit"] is True

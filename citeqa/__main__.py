@@ -1,0 +1,3 @@
+from citeqa.cli import main
+
+raise SystemExit(main())

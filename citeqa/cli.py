@@ -1,0 +1,182 @@
+"""`citeqa` command line: parses arguments, calls the Python API, formats. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from index.errors import CiteqaError, InputError
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _config(args: argparse.Namespace):
+    from index.config import Config
+
+    return Config.resolve(collection=getattr(args, "collection", None), backend=getattr(args, "backend", None))
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from index import ingest
+
+    report = ingest.add([Path(p) for p in args.paths], _config(args), progress=False if args.json else None)
+    for failure in report.failed:
+        print(f"skipped: {failure['error']}", file=sys.stderr)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(f"added {report.documents_added}, updated {report.documents_updated}, unchanged "
+              f"{report.documents_unchanged} documents; {report.chunks_added} chunks in {report.seconds:.1f} s")
+    return 1 if report.failed else 0
+
+
+def cmd_index_list(args: argparse.Namespace) -> int:
+    from index import ingest
+
+    listing = ingest.listing(_config(args))
+    if args.json:
+        _print_json(listing)
+    else:
+        print(f"collection {listing['collection']} ({listing['embedding_model']})")
+        for d in listing["documents"]:
+            print(f"  {d['doc_id']}  {d['chunks']} chunks  {d['sha256'][:12]}  {d['source']}")
+    return 0
+
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    from index import ingest
+
+    result = ingest.remove(args.doc_id, _config(args))
+    print(f"removed {result['removed']} ({result['chunks']} chunks)")
+    return 0
+
+
+def _show(answer, as_json: bool) -> None:
+    if as_json:
+        _print_json(answer.to_dict())
+        return
+    for w in answer.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(answer.answer)
+    for c in answer.citations:
+        print(f"\n[{c.n}] {c.doc_id} chars {c.start_char}-{c.end_char} (score {c.score:.2f})\n    {c.text}")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from agent import Agent
+
+    agent = Agent(config=_config(args))
+    if args.batch:
+        for line_no, line in enumerate(Path(args.batch).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                answer = agent.ask(item["question"], history=item.get("history") or None)
+                _print_json({"id": item.get("id", line_no), **answer.to_dict()})
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise InputError(f"{args.batch}:{line_no} is not a JSON object with a \"question\" ({exc})",
+                                 fix='write lines like {"id": "q1", "question": "...", "history": []}') from None
+        return 0
+    if not args.question:
+        raise InputError("no question given", fix='run `citeqa ask "QUESTION"` or `citeqa ask --batch FILE.jsonl`')
+    _show(agent.ask(args.question), args.json)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals import runner
+
+    suite = runner.load_suite(args.set)
+    summary, rows = runner.run_suite(suite, _config(args), progress=False if args.json else None)
+    if args.report:
+        runner.write_report(Path(args.report), summary, rows)
+    if args.save_baseline:
+        Path(args.save_baseline).write_text(json.dumps(runner.baseline_dict(summary, rows), indent=1) + "\n",
+                                            encoding="utf-8")
+    if args.json:
+        _print_json(summary)
+    else:
+        for key, value in summary.items():
+            if not isinstance(value, (dict, list)):
+                print(f"{key:>24}: {value}")
+    if args.check:
+        failures = runner.check(summary, rows, json.loads(Path(args.check).read_text(encoding="utf-8")))
+        for f in failures:
+            print(f"REGRESSION {f}", file=sys.stderr)
+        if failures:
+            return 1
+        print(f"eval gate passed against {args.check}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from citeqa import bench
+
+    return bench.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="citeqa", description="Ask your documents; every answer cites its span.")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--collection", help="Chroma collection (env CITEQA_COLLECTION, default citeqa)")
+
+    idx = sub.add_parser("index", help="add, list or remove documents").add_subparsers(dest="action", required=True)
+    a = idx.add_parser("add", parents=[common], help="index files or folders (.txt .md .html .pdf)")
+    a.add_argument("paths", nargs="+")
+    a.add_argument("--json", action="store_true", help="print a JSON report as the last line")
+    a.set_defaults(func=cmd_index_add)
+    ls = idx.add_parser("list", parents=[common], help="list indexed documents")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_index_list)
+    rm = idx.add_parser("remove", parents=[common], help="remove one document by doc id")
+    rm.add_argument("doc_id")
+    rm.set_defaults(func=cmd_index_remove)
+
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", help="extractive (default), openai, openai-compatible, local "
+                                           "(env CITEQA_BACKEND)")
+    ask = sub.add_parser("ask", parents=[common, backend], help="answer a question with citations")
+    ask.add_argument("question", nargs="?")
+    ask.add_argument("--json", action="store_true", help="print Answer.to_dict() as JSON")
+    ask.add_argument("--batch", metavar="FILE.jsonl", help='lines {"id", "question", "history"}; one JSON answer each')
+    ask.set_defaults(func=cmd_ask)
+
+    ev = sub.add_parser("eval", parents=[backend], help="run an eval suite and gate on a baseline")
+    ev.add_argument("--set", default="article", help="article, squad-dev, or a .jsonl path")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--report", metavar="PATH", help="write a Markdown report with per-question rows")
+    ev.add_argument("--check", metavar="BASELINE.json", help="exit 1 when a metric is worse than the baseline")
+    ev.add_argument("--save-baseline", metavar="PATH", help="write this run as the new baseline (make baseline)")
+    ev.add_argument("--compare", choices=["llamaindex"], help="also run llama-index's CitationQueryEngine recipe")
+    ev.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="measure ingest, retrieval and answer speed")
+    b.add_argument("--quick", action="store_true", help="a small run (under 3 minutes on 2 cores)")
+    b.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
+    b.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
+    b.add_argument("--chroma-server", action="store_true", help="also measure against a `chroma run` server")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CiteqaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Shared fixtures. Real parts everywhere: a real Chroma (persistent dir, or a `chroma run` server),
+the real embedder, and a real HTTP server on 127.0.0.1 standing in for OpenAI-compatible model servers.
+
+Every test gets its own CITEQA_HOME, and sockets may only reach loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):  # network blocked in tests: loopback and unix sockets only
+    if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        raise OSError(f"network access blocked in tests: {address}")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _guarded_connect
+
+
+@pytest.fixture(autouse=True)
+def citeqa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CITEQA_HOME per test and no CITEQA_*/OpenAI settings leaking in from the shell."""
+    for key in list(os.environ):
+        if key.startswith("CITEQA_") or key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CITEQA_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def article_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CITEQA_HOME with the bundled article indexed once per session (read-only for tests)."""
+    from index import ingest
+    from index.config import Config
+
+    home = tmp_path_factory.mktemp("article-home")
+    ingest.add([ARTICLE], Config.resolve(home=str(home)), progress=False)
+    return home
+
+
+@pytest.fixture
+def indexed(article_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point CITEQA_HOME at the session's indexed article (copied, so tests may write)."""
+    home = article_home.parent / f"copy-{time.monotonic_ns()}"
+    shutil.copytree(article_home, home)
+    monkeypatch.setenv("CITEQA_HOME", str(home))
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> str:
+    """A real `chroma run` server on a free loopback port; yields its URL."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen([str(exe), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("chroma run did not start in 30 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+class ModelServer:
+    """An OpenAI-compatible chat server on 127.0.0.1 whose replies come from a Python function.
+
+    `reply(messages) -> str` decides each completion, so a test scripts the model's behaviour
+    (right answer, wrong citation, refusal, garbage) while the real `openai` client talks HTTP to it.
+    """
+
+    def __init__(self, reply: Callable[[list[dict]], str], model: str = "test-model") -> None:
+        self.reply, self.model, self.requests = reply, model, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, json.dumps({"object": "list", "data": [
+                        {"id": server.model, "object": "model", "created": 0, "owned_by": "test"}]}).encode())
+                else:
+                    self._send(404, b"{}")
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"body": body, "auth": self.headers.get("Authorization", "")})
+                content = server.reply(body["messages"])
+                if content is None:  # scripted garbage
+                    self._send(200, b"<html>not json</html>", "text/html")
+                    return
+                if body.get("stream"):
+                    chunks = [content[i:i + 12] for i in range(0, len(content), 12)] or [""]
+                    data = b"".join(
+                        b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                                                "model": server.model, "choices": [{"index": 0, "delta":
+                                                {"content": piece}, "finish_reason": None}]}).encode() + b"\n\n"
+                        for piece in chunks) + b"data: [DONE]\n\n"
+                    self._send(200, data, "text/event-stream")
+                    return
+                self._send(200, json.dumps({
+                    "id": "c", "object": "chat.completion", "created": 0, "model": server.model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def model_server():
+    """Factory: `model_server(reply_fn)` starts a scripted OpenAI-compatible server."""
+    servers = []
+
+    def start(reply: Callable[[list[dict]], str], model: str = "test-model") -> ModelServer:
+        servers.append(ModelServer(reply, model))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
