@@ -119,8 +119,10 @@ class Agent:
         passages: list[Passage] = []
         seen: set[str] = set()
         budget = CONTEXT_TOKENS
-        for sc in selection.best[:PASSAGES_FOR_MODEL]:
-            window = [s for s in self.retriever.neighbours(sc.sentence) if s.id not in seen]
+        top = [sc.sentence for sc in selection.best[:PASSAGES_FOR_MODEL]]
+        windows = self.retriever.neighbours(top)
+        for sentence in top:
+            window = [s for s in windows[sentence.id] if s.id not in seen]
             cost = count_tokens(" ".join(s.text for s in window))
             if not window or cost > budget:
                 continue

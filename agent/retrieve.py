@@ -157,13 +157,19 @@ class Retriever:
         return [Chunk(c, hits[c].meta["doc_id"], hits[c].meta.get("source", ""), int(hits[c].meta["start_char"]),
                       int(hits[c].meta["end_char"]), hits[c].text, score[c]) for c in best if c in hits]
 
-    def neighbours(self, s: Sentence, before: int = 1, after: int = 1) -> list[Sentence]:
-        """The sentences around `s` in its document (vectors included), in order."""
-        sha = s.id.split("#", 1)[1].split(":", 1)[0]
-        ids = [sentence_id(s.doc_id, sha, p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
-        out = []
-        for hit, vec in self.store.get("sents", ids, embeddings=True):
+    def neighbours(self, sentences: list[Sentence], before: int = 1, after: int = 1) -> dict[str, list[Sentence]]:
+        """For each sentence, the sentences around it in its document (itself included), in order.
+
+        One Chroma round trip for all of them.
+        """
+        wanted: dict[str, list[str]] = {}
+        for s in sentences:
+            sha = s.id.split("#", 1)[1].split(":", 1)[0]
+            wanted[s.id] = [sentence_id(s.doc_id, sha, p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
+        ids = list(dict.fromkeys(i for group in wanted.values() for i in group))
+        found = {}
+        for hit, vec in (self.store.get("sents", ids, embeddings=True) if ids else []):
             m = hit.meta
-            out.append(Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]),
-                                int(m["start_char"]), int(m["end_char"]), hit.text, vec))
-        return out
+            found[hit.id] = Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]),
+                                     int(m["start_char"]), int(m["end_char"]), hit.text, vec)
+        return {sid: [found[i] for i in group if i in found] for sid, group in wanted.items()}

@@ -33,6 +33,19 @@ def answer_type(question: str) -> str:
     return ""
 
 
+_FOCUS = re.compile(r"\b(?:how (?:many|much)|what|which|whose)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+)\b(?=\s+(?:did|do|does|"
+                    r"was|were|is|are|has|have|had|of|in|on|at|for|to|from|by|that|who|which)\b|\?|$)"
+                    r"|\b(?:what|who) (?:is|was|are|were) the ([a-z-]+)(?: of| for| who| that)", re.I)
+
+
+def focus_words(question: str) -> list[str]:
+    """The words naming what is asked for: 'How many civilians died?' -> ['civilian']."""
+    m = _FOCUS.search(question)
+    if not m:
+        return []
+    return content_words(m.group(1) or m.group(2))
+
+
 def type_match(kind: str, text: str, question: str) -> bool:
     """Does `text` hold a candidate answer of the expected kind that the question itself does not?"""
     if not kind:
@@ -76,12 +89,14 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
     kind = answer_type(question)
+    focus = focus_words(question)
     best_fused = max(s.fused for s in sentences) or 1.0
     scored = []
+    windows = retriever.neighbours(sentences)
     for s in sentences:
         own = set(tokens(s.text))
         around = set(own)
-        for n in retriever.neighbours(s):
+        for n in windows[s.id]:
             around |= set(tokens(n.text))
         f = {
             "dense": s.dense,
@@ -91,6 +106,7 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
             "type": 1.0 if type_match(kind, s.text, question) else 0.0,
             "fused": s.fused / best_fused * 0.1,
             "names": _coverage(sorted(names), around, {n: 1.0 for n in names}) if names else 1.0,
+            "focus": _coverage(focus, around, {w: 1.0 for w in focus}) if focus else 1.0,
         }
         total = sum(WEIGHTS[k] * f[k] for k in WEIGHTS)
         scored.append(Scored(s, total, f))

@@ -1,7 +1,7 @@
 """Small text utilities shared by retrieval, answer selection and verification.
 
 >>> content_words("How many prisoners did ISIL take?")
-['prisoner', 'isil', 'take']
+['prison', 'isil', 'take']
 >>> has_number("killed 40 rebel fighters"), has_number("many casualties")
 (True, False)
 """
@@ -9,6 +9,11 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
+from nltk.stem import PorterStemmer
+
+_PORTER = PorterStemmer()
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below
@@ -28,16 +33,13 @@ MONTHS = frozenset("""january february march april may june july august septembe
 monday tuesday wednesday thursday friday saturday sunday""".split())
 
 
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """A light suffix stripper: enough to match 'prisoners'/'prisoner' and 'retakes'/'retake'."""
+    """Porter stem of the lower-cased word: 'linking' -> 'link', 'prisoners' -> 'prison'."""
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("es", "e"), ("s", "")):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
-            w = w[: len(w) - len(suffix)] + repl
-            break
-    return w
+    return _PORTER.stem(w)
 
 
 def words(text: str) -> list[str]:
@@ -53,7 +55,7 @@ def tokens(text: str) -> list[str]:
     for w in words(text):
         if w.lower() in STOPWORDS:
             continue
-        out.append(stem(w))
+        out.append(stem(w.rstrip("'’")))
         if "-" in w:
             out.extend(stem(p) for p in w.split("-") if p and p.lower() not in STOPWORDS)
     return out
@@ -74,10 +76,16 @@ def has_time(text: str) -> bool:
 
 
 def proper_nouns(text: str) -> list[str]:
-    """Capitalised words that are not sentence-initial stopwords (a crude named-entity detector)."""
+    """Stems of capitalised words or word parts ('UK-headquartered' -> 'uk'), a crude entity detector.
+
+    The first word of `text` counts only when it is all capitals (questions start with a capital).
+    """
     out = []
-    for m in WORD.finditer(text):
-        w = m.group()
-        if (w[0].isupper() or (re.match(r"[a-z]+-[A-Z]", w))) and w.lower() not in STOPWORDS:
-            out.append(stem(w))
-    return out
+    for i, m in enumerate(WORD.finditer(text)):
+        for part in m.group().rstrip("'’").split("-"):
+            if not part or part.lower() in STOPWORDS or not part[0].isupper():
+                continue
+            if i == 0 and not part.isupper():
+                continue
+            out.append(stem(part))
+    return list(dict.fromkeys(out))
