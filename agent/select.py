@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from agent.retrieve import Retrieval, Retriever, Sentence
 from agent.text import content_words, has_number, has_time, proper_nouns, tokens, words
 
-WEIGHTS = {"dense": 1.0, "bm25": 0.35, "cover": 0.9, "window": 0.3, "type": 0.25, "fused": 4.0}
-REFUSE_BELOW = 0.75  # a best score under this is treated as "nothing supports an answer"
-MIN_DENSE = 0.25
+# Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
+# fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
+WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25}
+MIN_DENSE = 0.35  # refuse when even the best sentence is this far from the question
+MIN_DENSE_WRONG_TYPE = 0.40  # ... or when it lacks the asked-for kind of answer and is not very close
 
 
 def answer_type(question: str) -> str:
@@ -31,19 +33,6 @@ def answer_type(question: str) -> str:
     if re.search(r"\bwhere\b", q):
         return "place"
     return ""
-
-
-_FOCUS = re.compile(r"\b(?:how (?:many|much)|what|which|whose)\s+((?:[a-z-]+\s+){0,2}?[a-z-]+)\b(?=\s+(?:did|do|does|"
-                    r"was|were|is|are|has|have|had|of|in|on|at|for|to|from|by|that|who|which)\b|\?|$)"
-                    r"|\b(?:what|who) (?:is|was|are|were) the ([a-z-]+)(?: of| for| who| that)", re.I)
-
-
-def focus_words(question: str) -> list[str]:
-    """The words naming what is asked for: 'How many civilians died?' -> ['civilian']."""
-    m = _FOCUS.search(question)
-    if not m:
-        return []
-    return content_words(m.group(1) or m.group(2))
 
 
 def type_match(kind: str, text: str, question: str) -> bool:
@@ -89,8 +78,6 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
     kind = answer_type(question)
-    focus = focus_words(question)
-    best_fused = max(s.fused for s in sentences) or 1.0
     scored = []
     windows = retriever.neighbours(sentences)
     for s in sentences:
@@ -100,24 +87,18 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
             around |= set(tokens(n.text))
         f = {
             "dense": s.dense,
-            "bm25": s.bm25,
             "cover": _coverage(qtoks, own, weights),
             "window": _coverage(qtoks, around, weights),
             "type": 1.0 if type_match(kind, s.text, question) else 0.0,
-            "fused": s.fused / best_fused * 0.1,
-            "names": _coverage(sorted(names), around, {n: 1.0 for n in names}) if names else 1.0,
-            "focus": _coverage(focus, around, {w: 1.0 for w in focus}) if focus else 1.0,
         }
         total = sum(WEIGHTS[k] * f[k] for k in WEIGHTS)
         scored.append(Scored(s, total, f))
     scored.sort(key=lambda x: -x.score)
     top1 = scored[0]
     reason = ""
-    if top1.features["names"] < 1.0:
-        reason = "a name in the question is not in the evidence"
-    elif top1.features["type"] == 0.0:
-        reason = f"no {kind} in the evidence"
-    elif top1.features["dense"] < MIN_DENSE or top1.score < REFUSE_BELOW:
+    if top1.features["dense"] < MIN_DENSE:
         reason = "the evidence is too weak"
+    elif top1.features["type"] == 0.0 and top1.features["dense"] < MIN_DENSE_WRONG_TYPE:
+        reason = f"no {kind} in the evidence"
     return Selection(question, scored[:top], bool(reason), reason)
 
