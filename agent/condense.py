@@ -1,12 +1,12 @@
 """Resolve a follow-up against the conversation, deterministically (generative backends ask the model).
 
->>> h = [{"role": "user", "content": "How many air strikes hit near al-Bukamal?"},
-...      {"role": "assistant", "content": "Eight [1]."}]
->>> condense("And near al-Qaim?", h)
-('How many air strikes hit near al-Qaim?', '')
->>> condense("What did he say about the attack?", [{"role": "user", "content": "Who heads the observatory?"},
-...      {"role": "assistant", "content": "Rami Abdel Rahman heads it [1]."}])
-('What did he say about the attack?', 'Rami Abdel Rahman')
+>>> h = [{"role": "user", "content": "How many bridges cross the river near Lyon?"},
+...      {"role": "assistant", "content": "Twelve [1]."}]
+>>> condense("And near Paris?", h)
+('How many bridges cross the river near Paris?', '')
+>>> condense("What did she say about the vote?", [{"role": "user", "content": "Who chairs the council?"},
+...      {"role": "assistant", "content": "Ada Moreau chairs it [1]."}])
+('What did she say about the vote?', 'Ada Moreau')
 """
 
 from __future__ import annotations

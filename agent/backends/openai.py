@@ -65,15 +65,16 @@ class OpenAIBackend:
             return self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
                                                        max_tokens=300, stream=True)
 
-        stream = self._call(start)
-        iterator = iter(stream)
+        iterator = iter(self._call(start))
+        received = 0
         while True:
             chunk = self._call(lambda: next(iterator, None))
-            if chunk is None:
-                return
-            if not hasattr(chunk, "choices"):
+            if chunk is None or not hasattr(chunk, "choices"):
+                if received and chunk is None:
+                    return
                 raise BackendError("the model server sent a reply that is not an OpenAI response",
                                    fix="check CITEQA_BASE_URL points at an OpenAI-compatible /v1 endpoint")
+            received += 1
             for choice in chunk.choices:
                 if choice.delta and choice.delta.content:
                     yield choice.delta.content

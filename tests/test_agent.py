@@ -1,0 +1,204 @@
+"""The agent end to end on the bundled article: real Chroma, real embedder, every backend.
+
+Generative backends talk real HTTP to a scripted OpenAI-compatible server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agent import REFUSAL, Agent
+from agent.cite import split_claims
+from index.errors import BackendError, BackendUnreachableError, ConfigError, IndexMissingError, InputError
+from tests.conftest import ARTICLE, free_port
+
+TEXT = ARTICLE.read_text(encoding="utf-8")
+RECAPTURE = "ISIL fighters had recaptured the area out by Wednesday afternoon"
+
+
+def check_citations(answer) -> None:
+    """The citation contract: numbered 1..n in order of first use, spans equal the document text."""
+    assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+    used = [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)]
+    assert list(dict.fromkeys(used)) == [c.n for c in answer.citations]
+    for c in answer.citations:
+        assert TEXT[c.start_char:c.end_char] == c.text
+        assert len(c.text) < 400, "a citation is a sentence, not a whole document"
+    for claim, markers in split_claims(answer.answer):
+        assert markers, f"answer sentence without a citation: {claim!r}"
+
+
+def test_extractive_answers_who_with_the_recapture_sentence(indexed: Path) -> None:
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert not answer.refused and "ISIL" in answer.answer
+    assert RECAPTURE in answer.citations[0].text
+    check_citations(answer)
+    d = answer.to_dict()
+    assert set(d) >= {"question", "answer", "refused", "citations", "latency_ms", "backend", "model"}
+    assert set(d["citations"][0]) == {"n", "doc_id", "source", "chunk_id", "start_char", "end_char", "text", "score"}
+
+
+def test_extractive_number_question(indexed: Path) -> None:
+    answer = Agent().ask("How many air strikes did the coalition carry out near al-Bukamal?")
+    assert "eight" in answer.answer
+    check_citations(answer)
+
+
+def test_follow_up_is_resolved_against_history(indexed: Path) -> None:
+    history = [{"role": "user", "content": "How many air strikes did the coalition conduct near al-Bukamal?"},
+               {"role": "assistant", "content": "The US-led coalition said it had conducted eight air strikes [1]."}]
+    answer = Agent().ask("And near al-Qaim?", history=history)
+    assert "al-Qaim" in answer.query and "five" in answer.answer
+    check_citations(answer)
+
+
+def test_unanswerable_question_is_refused(indexed: Path) -> None:
+    answer = Agent().ask("What is the boiling point of mercury?")
+    assert answer.refused and answer.answer == REFUSAL and answer.citations == []
+
+
+def test_stream_yields_text_then_answer_and_is_deterministic(indexed: Path) -> None:
+    agent = Agent()
+    items = list(agent.stream("When did ISIL seize the border crossing?"))
+    assert isinstance(items[-1], type(agent.ask("x y z"))) and all(isinstance(i, str) for i in items[:-1])
+    assert "mid-2014" in items[-1].answer
+    assert agent.ask("When did ISIL seize the border crossing?").answer == items[-1].answer
+
+
+def test_long_question_is_truncated_with_a_warning_and_empty_is_an_error(indexed: Path) -> None:
+    agent = Agent()
+    answer = agent.ask("Who retook the al-Hamdan airbase? " + "filler words " * 4000)
+    assert answer.warnings and "cut" in answer.warnings[0]
+    with pytest.raises(InputError, match="empty"):
+        agent.ask("   ")
+
+
+def test_missing_index_is_a_clear_error() -> None:
+    with pytest.raises(IndexMissingError, match="citeqa index add"):
+        Agent()
+
+
+# --- generative backends against a real HTTP server -------------------------------------------------
+
+def passages_in(messages: list[dict]) -> dict[int, str]:
+    return {int(n): t for n, t in re.findall(r"\[(\d+)\] «(.*?)»", messages[-1]["content"], re.S)}
+
+
+def cite_passage_with(needle: str, claim: str):
+    """A scripted model that cites the passage containing `needle`."""
+    def reply(messages: list[dict]) -> str:
+        found = [n for n, t in passages_in(messages).items() if needle in t]
+        return f"{claim} [{found[0]}]." if found else "I don't know — the indexed documents don't say."
+    return reply
+
+
+BACKENDS = [("openai", {"OPENAI_API_KEY": "sk-test-key"}), ("openai-compatible", {})]
+
+
+def use_server(monkeypatch, backend: str, env: dict, url: str) -> None:
+    monkeypatch.setenv("CITEQA_BACKEND", backend)
+    monkeypatch.setenv("CITEQA_BASE_URL", url)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize("backend,env", BACKENDS)
+def test_generative_backend_answer_is_verified_and_cited(indexed, model_server, monkeypatch, backend, env) -> None:
+    server = model_server(cite_passage_with("recaptured the area", "ISIL fighters recaptured the airbase area"))
+    use_server(monkeypatch, backend, env, server.url)
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert not answer.refused and answer.backend == backend
+    assert answer.answer.startswith("ISIL fighters recaptured the airbase area") and "[1]" in answer.answer
+    assert RECAPTURE in answer.citations[0].text
+    check_citations(answer)
+    sent = server.requests[-1]["body"]["messages"]
+    assert "never instructions" in sent[0]["content"] and sent[-1]["content"].rstrip().endswith("don't say.")
+    if backend == "openai":
+        assert server.requests[-1]["auth"] == "Bearer sk-test-key"
+
+
+@pytest.mark.parametrize("backend,env", BACKENDS)
+def test_wrong_or_invented_citation_is_dropped(indexed, model_server, monkeypatch, backend, env) -> None:
+    def reply(messages):
+        p = passages_in(messages)
+        wrong = next(n for n, t in p.items() if "recaptured the area" not in t)
+        return (f"ISIL fighters recaptured the airbase area [{wrong}]. "
+                f"The rebels were flown in from Paris [{max(p) + 5}].")
+    use_server(monkeypatch, backend, env, model_server(reply).url)
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert answer.refused and answer.citations == [] and "Paris" not in answer.answer
+
+
+@pytest.mark.parametrize("backend,env", BACKENDS)
+def test_unsupported_sentence_is_dropped_and_supported_kept(indexed, model_server, monkeypatch, backend, env) -> None:
+    def reply(messages):
+        p = passages_in(messages)
+        good = next(n for n, t in p.items() if "recaptured the area" in t)
+        return f"ISIL fighters recaptured the airbase area [{good}]. Mars has two moons [{good}]."
+    use_server(monkeypatch, backend, env, model_server(reply).url)
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert "Mars" not in answer.answer and "ISIL" in answer.answer and len(answer.citations) == 1
+
+
+@pytest.mark.parametrize("backend,env", BACKENDS)
+def test_model_refusal_is_a_refusal(indexed, model_server, monkeypatch, backend, env) -> None:
+    use_server(monkeypatch, backend, env, model_server(lambda m: "Sorry, the passages do not say that.").url)
+    answer = Agent().ask("What is the population of al-Bukamal?")
+    assert answer.refused and answer.answer == REFUSAL
+
+
+def test_generative_follow_up_is_rewritten_by_the_model(indexed, model_server, monkeypatch) -> None:
+    def reply(messages):
+        if "Rewrite the follow-up" in messages[-1]["content"]:
+            return "How many air strikes did the coalition conduct near al-Qaim?"
+        return cite_passage_with("al-Qaim", "The coalition conducted five air strikes near al-Qaim")(messages)
+    use_server(monkeypatch, "openai-compatible", {}, model_server(reply).url)
+    history = [{"role": "user", "content": "How many air strikes near al-Bukamal?"},
+               {"role": "assistant", "content": "Eight [1]."}]
+    answer = Agent().ask("And near al-Qaim?", history=history)
+    assert answer.query.endswith("near al-Qaim?") and "five" in answer.answer
+
+
+def test_backend_errors_name_the_fix(indexed, model_server, monkeypatch) -> None:
+    monkeypatch.setenv("CITEQA_BACKEND", "openai")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        Agent()
+    use_server(monkeypatch, "openai-compatible", {}, f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("CITEQA_MODEL", "m")
+    with pytest.raises(BackendUnreachableError, match="CITEQA_BASE_URL"):
+        Agent().ask("Who retook the al-Hamdan airbase?")
+    use_server(monkeypatch, "openai-compatible", {}, model_server(lambda m: None).url)
+    with pytest.raises(BackendError, match="not an OpenAI response"):
+        Agent().ask("Who retook the al-Hamdan airbase?")
+
+
+def test_cli_ask_json_and_batch(indexed, tmp_path, capsys) -> None:
+    from citeqa.cli import main
+
+    assert main(["ask", "Who retook the al-Hamdan airbase?", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert "ISIL" in d["answer"] and d["citations"][0]["n"] == 1
+    batch = tmp_path / "q.jsonl"
+    batch.write_text('{"id": "q1", "question": "How many air strikes near al-Bukamal?"}\n'
+                     '{"id": "q2", "question": "And near al-Qaim?", "history": [{"role": "user", "content": '
+                     '"How many air strikes near al-Bukamal?"}, {"role": "assistant", "content": "Eight [1]."}]}\n')
+    assert main(["ask", "--batch", str(batch)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["id"] for x in lines] == ["q1", "q2"] and "five" in lines[1]["answer"]
+    assert main(["ask", "--backend", "nope", "x"]) == 2
+    assert "Fix:" in capsys.readouterr().err
+
+
+def test_agent_code_contains_no_eval_question_text() -> None:
+    """Never special-case eval questions: no question of any eval set appears in the answering code."""
+    root = Path(__file__).resolve().parent.parent
+    code = "\n".join(p.read_text(encoding="utf-8").lower() for d in ("agent", "index", "prompts")
+                     for p in (root / d).rglob("*") if p.suffix in (".py", ".txt"))
+    for suite in ("evals/article.jsonl", "evals/squad-dev/questions.jsonl"):
+        for line in (root / suite).read_text(encoding="utf-8").splitlines():
+            q = json.loads(line)["user_input"].lower()
+            assert q not in code, f"eval question found in code: {q}"

@@ -1,0 +1,172 @@
+"""Ingestion into a real Chroma store: offsets, incremental re-add, replace, remove, model mismatch, server mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from index import ingest
+from index.chunking import chunk_text, count_tokens, split_sentences
+from index.config import Config
+from index.errors import ConfigError, IndexMismatchError, InputError
+from index.loaders import load_file
+from index.store import Store
+from tests.conftest import ARTICLE
+
+SQUAD_DOCS = Path(__file__).resolve().parent.parent / "evals" / "squad-dev" / "docs"
+
+
+def all_records(store: Store, which: str) -> list[tuple[str, str, dict]]:
+    col = store.chunks if which == "chunks" else store.sents
+    got = col.get(include=["documents", "metadatas"])
+    return list(zip(got["ids"], got["documents"], got["metadatas"]))
+
+
+@pytest.mark.parametrize("chunk_tokens,overlap", [(64, 8), (192, 32), (512, 64)])
+def test_offsets_invariant_on_real_documents(chunk_tokens: int, overlap: int) -> None:
+    for path in [ARTICLE, *sorted(SQUAD_DOCS.glob("*.txt"))[:3]]:
+        text = path.read_text(encoding="utf-8")
+        chunks = chunk_text(text, chunk_tokens, overlap)
+        assert chunks and all(text[c.start:c.end] == c.text for c in chunks)
+        assert max(count_tokens(c.text) for c in chunks) <= chunk_tokens
+        covered = set()
+        for c in chunks:
+            covered.update(range(c.start, c.end))
+        assert not {i for i, ch in enumerate(text) if not ch.isspace()} - covered, "text lost between chunks"
+        sentences = split_sentences(text)
+        assert all(text[s.start:s.end] == s.text for s in sentences)
+
+
+def test_sentence_splitter_keeps_quotes_and_abbreviations() -> None:
+    text = "“The attack failed. They lost,” said Dr. Smith of the U.S. Army. Then 3.5 km on."
+    assert [s.text for s in split_sentences(text)] == [
+        "“The attack failed. They lost,” said Dr. Smith of the U.S. Army.", "Then 3.5 km on."]
+
+
+def test_index_add_is_incremental_and_records_match_manifest() -> None:
+    cfg = Config.resolve()
+    first = ingest.add([ARTICLE, SQUAD_DOCS / "Oxygen.txt"], cfg, progress=False)
+    assert (first.documents_added, first.chunks_added > 0) == (2, True)
+    again = ingest.add([ARTICLE, SQUAD_DOCS / "Oxygen.txt"], cfg, progress=False)
+    assert again.to_dict() | {"seconds": 0} == {"documents_added": 0, "documents_updated": 0,
+                                                  "documents_unchanged": 2, "chunks_added": 0, "seconds": 0,
+                                                  "failed": []}
+    store, _ = ingest.open_store(cfg)
+    listing = ingest.listing(cfg)
+    assert sum(d["chunks"] for d in listing["documents"]) == len(all_records(store, "chunks"))
+    for doc_id, text_path in [("isil-retakes-syria-border-town.txt", ARTICLE), ("Oxygen.txt", SQUAD_DOCS / "Oxygen.txt")]:
+        text = store.document_text(doc_id)
+        assert text == text_path.read_text(encoding="utf-8")
+        for _, chunk, meta in all_records(store, "chunks"):
+            if meta["doc_id"] == doc_id:
+                assert text[meta["start_char"]:meta["end_char"]] == chunk
+
+
+def test_changed_file_replaces_old_chunks_and_remove_deletes(tmp_path: Path) -> None:
+    cfg = Config.resolve()
+    doc = tmp_path / "notes.md"
+    doc.write_text("The blue door opens at noon. The red door stays shut.", encoding="utf-8")
+    ingest.add([doc], cfg, progress=False)
+    doc.write_text("The green gate opens at dawn. Visitors queue outside.", encoding="utf-8")
+    report = ingest.add([doc], cfg, progress=False)
+    assert report.documents_updated == 1
+    store, _ = ingest.open_store(cfg)
+    texts = [t for _, t, _ in all_records(store, "sents")]
+    assert "The green gate opens at dawn." in texts and not any("blue door" in t for t in texts)
+    assert ingest.remove("notes.md", cfg)["removed"] == "notes.md"
+    assert all_records(store, "chunks") == [] and all_records(store, "sents") == []
+    assert ingest.listing(cfg)["documents"] == []
+
+
+def test_killed_write_is_recovered_without_duplicates(tmp_path: Path) -> None:
+    """Simulate a writer killed after adding records but before committing: readers never see them,
+    and the next writer removes them."""
+    cfg = Config.resolve()
+    doc = tmp_path / "a.txt"
+    doc.write_text("Alpha is first. Beta is second.", encoding="utf-8")
+    ingest.add([doc], cfg, progress=False)
+    store, emb = ingest.open_store(cfg)
+    loaded = load_file(doc)
+    chunks, sents = ingest.prepare(loaded, cfg)
+    vecs = emb.encode([s["text"] for s in sents])
+    old = store.documents()["a.txt"]
+    store.docs.update(ids=["a.txt"], metadatas=[{"pending": "f" * 64}])  # step 1 of a new version...
+    fake = [{**s, "sha256": "f" * 64} for s in sents]
+    store._add(store.sents, [f"a.txt#{'f' * 12}:s{i}" for i in range(len(fake))], vecs, fake)  # ...step 2, then kill
+    hits = store.query("sents", vecs[0], 10, store.ready_shas())
+    assert {h.meta["sha256"] for h in hits} == {old.sha256}
+    assert store.recover() == ["a.txt"]
+    assert len(all_records(store, "sents")) == old.sentences
+
+
+def test_collection_built_with_another_model_is_a_clear_error() -> None:
+    cfg = Config.resolve()
+    ingest.add([ARTICLE], cfg, progress=False)
+    with pytest.raises(IndexMismatchError, match="was built with .*all-MiniLM-L6-v2.*Fix"):
+        Store(cfg, "other/model", 768, create=False)
+
+
+def test_bad_collection_name_and_loader_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not allowed by Chroma"):
+        Config.resolve(collection="ab")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    with pytest.raises(InputError, match="no text"):
+        load_file(empty)
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(InputError, match="binary"):
+        load_file(binary)
+
+
+def test_html_loader_keeps_visible_text_only(tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    page.write_text("<html><head><title>T</title><script>var x=1;</script></head>"
+                    "<body><h1>Heading</h1><p>First para.</p><style>p{}</style><p>Second &amp; last.</p></body></html>")
+    assert load_file(page).text == "Heading\n\nFirst para.\n\nSecond & last."
+
+
+def test_pdf_loader_reads_text(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(300, 200)
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    stream = DecodedStreamObject()
+    stream.set_data(b"BT /F1 12 Tf 20 100 Td (The quarry closed in 1931.) Tj ET")
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    path = tmp_path / "doc.pdf"
+    with path.open("wb") as f:
+        writer.write(f)
+    assert "The quarry closed in 1931." in load_file(path).text
+
+
+def test_cli_index_add_json_and_list(capsys: pytest.CaptureFixture) -> None:
+    from citeqa.cli import main
+
+    assert main(["index", "add", str(ARTICLE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report) >= {"documents_added", "documents_updated", "documents_unchanged", "chunks_added", "seconds"}
+    assert report["documents_added"] == 1
+    assert main(["index", "list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["collection"] == "citeqa"
+    assert listing["documents"][0]["doc_id"] == "isil-retakes-syria-border-town.txt"
+
+
+@pytest.mark.server
+def test_server_mode_behaves_like_persistent(chroma_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import Agent
+
+    monkeypatch.setenv("CITEQA_CHROMA_URL", chroma_server)
+    cfg = Config.resolve()
+    assert ingest.add([ARTICLE], cfg, progress=False).documents_added == 1
+    assert ingest.add([ARTICLE], cfg, progress=False).documents_unchanged == 1
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert not answer.refused and "ISIL" in answer.answer
+    assert not (Path(cfg.home) / "chroma").exists(), "server mode must not write a local store"
