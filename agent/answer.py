@@ -1,9 +1,9 @@
 """The public API: `Agent.ask` / `Agent.stream` -> `Answer`. Retrieve -> select -> draft -> verify.
 
 >>> agent = Agent()                                              # doctest: +SKIP
->>> a = agent.ask("Who retook the al-Hamdan airbase?")           # doctest: +SKIP
+>>> a = agent.ask("Who built the bridge?")           # doctest: +SKIP
 >>> a.refused, a.citations[0].text[:40]                          # doctest: +SKIP
-(False, 'The New Syrian Army, backed by US-led co')
+(False, 'The bridge was built by Acme Steel in 19')
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ sentence, `verify` finds inside each cited passage the sentence that best suppor
 coverage and embedding similarity), keeps it as a citation when the support clears a threshold, and
 drops sentences that no citation supports. Numbers are then assigned in order of first use.
 
->>> split_claims("ISIL did it [1]. The army lost [2][1].")
-[('ISIL did it.', [1]), ('The army lost.', [2, 1])]
+>>> split_claims("The bridge opened in 1932 [1]. It cost $4m [2][1].")
+[('The bridge opened in 1932.', [1]), ('It cost $4m.', [2, 1])]
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def condense(question: str, history: list[dict] | None) -> tuple[str, str]:
     body = question[lead.end():].strip() if lead else question.strip()
     if prev_q and (lead or not _WH.match(question)):
         first = body.split(maxsplit=1)[0].lower() if body else ""
-        if first in _PREP:  # "And near al-Qaim?" -> swap the phrase after the same preposition
+        if first in _PREP:  # "And near Paris?" -> swap the phrase after the same preposition
             phrase = re.compile(rf"\b{first}\s+[^?,.;]*?(?=[?,.;]|$| and | or )", re.I)
             if phrase.search(prev_q):
                 return phrase.sub(body.rstrip("?").strip(), prev_q, count=1), ""

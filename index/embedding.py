@@ -3,7 +3,7 @@
 Vectors are L2-normalised float32, so a dot product is the cosine similarity.
 
 >>> emb = get_embedder()                                   # doctest: +SKIP
->>> emb.encode(["ISIL retook the airbase"]).shape          # doctest: +SKIP
+>>> emb.encode(["Who built the bridge?"]).shape          # doctest: +SKIP
 (1, 384)
 """
 
