@@ -92,6 +92,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from evals import runner
 
+    if args.compare:
+        from evals import llamaindex_recipe
+
+        summaries = llamaindex_recipe.compare(args.set, _config(args))
+        if args.json:
+            _print_json(summaries)
+        else:
+            print(llamaindex_recipe.table(summaries))
+        return 0
     suite = runner.load_suite(args.set)
     summary, rows = runner.run_suite(suite, _config(args), progress=False if args.json else None)
     if args.report:
