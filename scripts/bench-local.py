@@ -8,8 +8,8 @@
 
 Scoring is loose: an answerable question is right when the answer contains one of the row's
 `answers` (case-insensitive) and is not refused; an unanswerable one is right when refused.
-The article is indexed into a temporary CITEQA_HOME; the local model comes from CITEQA_MODEL_PATH or
-the assembled default (`make setup-local`).
+The article is indexed into a temporary CITEQA_HOME; the local model comes from CITEQA_MODEL_PATH, else
+the default GGUF assembled (once) under your usual CITEQA_HOME (default ./.citeqa; `make setup-local`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def main() -> int:
 
     rows = pick([json.loads(line) for line in open(ROOT / "evals" / "article.jsonl") if line.strip()],
                 args.answerable, args.unanswerable)
+    if not args.dump_prompts and not os.environ.get("CITEQA_MODEL_PATH"):
+        from agent.backends.local import default_model_path
+
+        # assembled once under the checkout's default home, not in every temporary one
+        os.environ["CITEQA_MODEL_PATH"] = str(default_model_path(Config.resolve().home))
     home = tempfile.mkdtemp(prefix="citeqa-bench-local-")
     os.environ["CITEQA_HOME"] = home
     ingest.add([ROOT / "data" / "isil-retakes-syria-border-town.txt"], Config.resolve(home=home), progress=False)
