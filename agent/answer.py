@@ -64,7 +64,7 @@ class Agent:
             config = config.with_(collection=collection, backend=backend, **settings)
         self.config = config
         self.store, self.embedder = open_store(config, create=False)
-        self.retriever = Retriever(self.store, self.embedder)
+        self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
         self.backend: Backend = get_backend(config)
 
     def ask(self, question: str, history: list[dict] | None = None) -> Answer:

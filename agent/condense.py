@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from agent.cite import MARKER
+from agent.text import content_words
 
 _LEAD = re.compile(r"^\s*(and|but|so|also|then)?\s*(what|how)\s+about\s+|^\s*(and|but|also)\s+", re.I)
 _PREP = ("near", "in", "at", "on", "from", "to", "during", "after", "before", "by", "for", "with", "of",
@@ -59,7 +60,8 @@ def condense(question: str, history: list[dict] | None) -> tuple[str, str]:
                 return phrase.sub(body.rstrip("?").strip(), prev_q, count=1), ""
         if lead or len(body.split()) <= 4:
             return f"{prev_q.rstrip('?')} — {body}", ""
-    if _PRONOUN.search(question) or len(question.split()) <= 4:
+    if len(content_words(question)) < 3 and (_PRONOUN.search(question) or len(question.split()) <= 4):
+        # Too little of its own to search with: borrow the names of the previous turn.
         context = names(prev_a) or names(prev_q)
         return question, " ".join(context[:4])
     return question, ""

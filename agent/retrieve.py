@@ -7,6 +7,7 @@ generative model reads, and what retrieval recall is measured on).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,7 @@ class _BM25:
         self.fingerprint = ""
         self.ids: list[str] = []
         self.model = None
+        self.df: Counter[str] = Counter()
 
     def refresh(self, store: Store, shas: dict[str, str]) -> None:
         fp = hashlib.sha1(repr(sorted(shas.items())).encode()).hexdigest()
@@ -84,6 +86,12 @@ class _BM25:
         if corpus:
             model.index(corpus, show_progress=False)
         self.ids, self.model, self.fingerprint = ids, (model if corpus else None), fp
+        self.df = Counter(t for toks in corpus for t in set(toks))
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of a token over the indexed sentences."""
+        n, df = len(self.ids), self.df.get(token, 0)
+        return float(np.log((n - df + 0.5) / (df + 0.5) + 1.0))
 
     def top(self, query: str, k: int) -> list[tuple[str, float]]:
         if self.model is None:
@@ -99,21 +107,24 @@ class _BM25:
 
 
 class Retriever:
-    def __init__(self, store: Store, embedder: Embedder, k_sentences: int = 40, k_chunks: int = 10) -> None:
+    def __init__(self, store: Store, embedder: Embedder, mode: str = "hybrid", k_sentences: int = 40,
+                 k_chunks: int = 10) -> None:
+        """`mode`: "hybrid" (dense + BM25, the default), "dense" or "bm25" (for ablations)."""
         self.store, self.embedder = store, embedder
         self.k_sentences, self.k_chunks = k_sentences, k_chunks
         self._bm25 = _BM25()
-        self.use_bm25 = True
-        self.use_dense = True
+        self.use_bm25 = mode in ("hybrid", "bm25")
+        self.use_dense = mode in ("hybrid", "dense")
+
+    def idf(self, token: str) -> float:
+        return self._bm25.idf(token)
 
     def search(self, query: str) -> Retrieval:
         shas = self.store.ready_shas()
         qvec = self.embedder.encode([query])[0]
         dense = self.store.query("sents", qvec, self.k_sentences, shas) if self.use_dense else []
-        lexical: list[tuple[str, float]] = []
-        if self.use_bm25:
-            self._bm25.refresh(self.store, shas)
-            lexical = self._bm25.top(query, self.k_sentences)
+        self._bm25.refresh(self.store, shas)  # its statistics (idf) serve selection in every mode
+        lexical = self._bm25.top(query, self.k_sentences) if self.use_bm25 else []
         dense_chunks = self.store.query("chunks", qvec, self.k_chunks, shas) if self.use_dense else []
 
         fused: dict[str, float] = {}

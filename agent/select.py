@@ -9,6 +9,8 @@ squad-dev and article dev sets (docs/agent.md); nothing here knows any particula
 from __future__ import annotations
 
 import re
+
+import numpy as np
 from dataclasses import dataclass
 
 from agent.retrieve import Retrieval, Retriever, Sentence
@@ -16,9 +18,9 @@ from agent.text import content_words, has_number, has_time, proper_nouns, tokens
 
 # Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
 # fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
-WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25}
-MIN_DENSE = 0.35  # refuse when even the best sentence is this far from the question
-MIN_DENSE_WRONG_TYPE = 0.40  # ... or when it lacks the asked-for kind of answer and is not very close
+WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25, "idf_cover": 1.0, "dense_window": 0.25}
+MIN_DENSE = 0.35  # refuse when even the closest retrieved sentence is this far from the question
+MIN_DENSE_WRONG_TYPE = 0.45  # ... or when the chosen one lacks the asked-for kind of answer and none is close
 
 
 def answer_type(question: str) -> str:
@@ -77,6 +79,7 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
     qtoks = content_words(question)
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
+    idf = {t: retriever.idf(t) for t in qtoks}
     kind = answer_type(question)
     scored = []
     windows = retriever.neighbours(sentences)
@@ -85,20 +88,24 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
         around = set(own)
         for n in windows[s.id]:
             around |= set(tokens(n.text))
+        wvec = np.mean([n.vec for n in windows[s.id]] or [s.vec], axis=0)
         f = {
             "dense": s.dense,
             "cover": _coverage(qtoks, own, weights),
             "window": _coverage(qtoks, around, weights),
             "type": 1.0 if type_match(kind, s.text, question) else 0.0,
+            "idf_cover": _coverage(qtoks, own, idf),
+            "dense_window": float(wvec @ retrieval.qvec / (np.linalg.norm(wvec) or 1.0)),
         }
-        total = sum(WEIGHTS[k] * f[k] for k in WEIGHTS)
+        total = sum(w * f[k] for k, w in WEIGHTS.items())
         scored.append(Scored(s, total, f))
     scored.sort(key=lambda x: -x.score)
     top1 = scored[0]
+    closest = max(sc.features["dense"] for sc in scored)
     reason = ""
-    if top1.features["dense"] < MIN_DENSE:
+    if closest < MIN_DENSE:
         reason = "the evidence is too weak"
-    elif top1.features["type"] == 0.0 and top1.features["dense"] < MIN_DENSE_WRONG_TYPE:
+    elif top1.features["type"] == 0.0 and closest < MIN_DENSE_WRONG_TYPE:
         reason = f"no {kind} in the evidence"
     return Selection(question, scored[:top], bool(reason), reason)
 

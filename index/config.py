@@ -23,6 +23,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BACKENDS = ("extractive", "openai", "openai-compatible", "local")
+RETRIEVALS = ("hybrid", "dense", "bm25")
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,500}[A-Za-z0-9])$")
 
 # field name -> (environment variable, default, type)
@@ -37,6 +38,7 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "model_path": ("CITEQA_MODEL_PATH", "", str),
     "gpu_layers": ("CITEQA_GPU_LAYERS", -1, int),
     "embed_model": ("CITEQA_EMBED_MODEL", "", str),
+    "retrieval": ("CITEQA_RETRIEVAL", "hybrid", str),
     "chunk_tokens": ("CITEQA_CHUNK_TOKENS", 192, int),
     "chunk_overlap": ("CITEQA_CHUNK_OVERLAP", 32, int),
     "max_question_tokens": ("CITEQA_MAX_QUESTION_TOKENS", 256, int),
@@ -57,6 +59,7 @@ class Config:
     model_path: str
     gpu_layers: int
     embed_model: str
+    retrieval: str
     chunk_tokens: int
     chunk_overlap: int
     max_question_tokens: int
@@ -90,6 +93,9 @@ class Config:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}",
                               fix=f"use --backend or CITEQA_BACKEND with one of: {', '.join(BACKENDS)}")
+        if self.retrieval not in RETRIEVALS:
+            raise ConfigError(f"unknown retrieval mode {self.retrieval!r}",
+                              fix=f"set CITEQA_RETRIEVAL to one of: {', '.join(RETRIEVALS)}")
         if not _COLLECTION_RE.match(self.collection) or ".." in self.collection:
             raise ConfigError(
                 f"collection name {self.collection!r} is not allowed by Chroma",

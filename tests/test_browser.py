@@ -58,6 +58,7 @@ def app_url(indexed: Path, tmp_path: Path):
 def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=60_000)  # a loaded 2-core CI machine takes seconds to render lists
     IMG.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
@@ -91,8 +92,7 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
         page.screenshot(path=str(IMG / "chat-answer.png"))
 
         # 2. A follow-up resolved against the conversation.
-        followup = ask("When did they first seize the crossing?", "[1]")
-        resolved = "2014" in followup.inner_text()
+        ask("When did they first seize the crossing?", "2014")
 
         # 3. Upload a document with a made-up fact, then ask about it.
         note = tmp_path / "zorblat.md"
@@ -107,6 +107,3 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
         page.screenshot(path=str(IMG / "chat-upload.png"))
         browser.close()
     assert not outside, f"the page fetched from outside the app: {outside[:5]}"
-    if not resolved:
-        pytest.xfail("the follow-up was answered without '2014': the extractive backend's condense() resolves "
-                     "'they' to the first name in the previous answer (New Syrian Army), not ISIL")
