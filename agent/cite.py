@@ -78,7 +78,10 @@ def verify(draft: str, passages: list[Passage], encode) -> tuple[str, list[Citat
     if not claims:
         return "", []
     by_n = {p.n: p for p in passages}
-    vecs = encode([c for c, _ in claims])
+    known = {s.text: s.vec for p in passages for s in p.sentences}  # verbatim claims need no encoding
+    fresh = [c for c, _ in claims if c not in known]
+    known.update(zip(fresh, encode(fresh) if fresh else []))
+    vecs = [known[c] for c, _ in claims]
     kept: list[str] = []
     citations: dict[str, Citation] = {}
     for (claim, nums), vec in zip(claims, vecs):
