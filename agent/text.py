@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from nltk.stem import PorterStemmer
+import snowballstemmer
 
-_PORTER = PorterStemmer()
+_PORTER = snowballstemmer.stemmer("porter")
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below
@@ -39,7 +39,7 @@ def stem(word: str) -> str:
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    return _PORTER.stem(w)
+    return _PORTER.stemWord(w)
 
 
 def words(text: str) -> list[str]:
