@@ -65,8 +65,8 @@ def parse_citation_prompt(prompt: str) -> tuple[str, list[tuple[int, str]], str]
     q = re.search(r"\nQuery: (.*?)\nAnswer:\s*$", tail, re.S)
     query = q.group(1).strip() if q else ""
     body = tail[:q.start()] if q else tail
-    parts = body.split("\n------\n")
-    context = parts[1] if len(parts) >= 2 else body
+    first, last = body.find("------\n"), body.rfind("\n------")
+    context = body[first + 7:last] if 0 <= first < last else body
     sources = []
     heads = list(_SOURCE.finditer(context))
     for i, h in enumerate(heads):
