@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
 from agent.condense import condense
-from agent.retrieve import Retrieval, Retriever
+from agent.retrieve import Chunk, Retriever
 from agent.select import Selection, score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
@@ -92,7 +92,8 @@ class Agent:
                 text, citations = verify(draft, passages, self.embedder.encode)
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
                      latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
-                     model=self.backend.model, query=standalone, retrieved=_retrieved(retrieval),
+                     model=self.backend.model, query=standalone,
+                     retrieved=_retrieved(self.retriever.rerank_chunks(retrieval, [b.sentence for b in selection.best])),
                      warnings=warnings)
 
     def _check_question(self, question: str) -> tuple[str, list[str]]:
@@ -151,6 +152,6 @@ def _adds_words(first: str, second: str, selection: Selection) -> bool:
     return bool(q & (set(tokens(second)) - set(tokens(first))))
 
 
-def _retrieved(retrieval: Retrieval) -> list[dict]:
+def _retrieved(chunks: list[Chunk]) -> list[dict]:
     return [{"doc_id": c.doc_id, "chunk_id": c.id, "start_char": c.start, "end_char": c.end,
-             "score": round(c.score, 5)} for c in retrieval.chunks]
+             "score": round(c.score, 5)} for c in chunks]

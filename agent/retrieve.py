@@ -162,11 +162,22 @@ class Retriever:
         for rank, cid in enumerate(seen):
             score[cid] = score.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
         best = sorted(score, key=lambda c: -score[c])[: self.k_chunks]
-        hits = {h.id: h for h in dense_chunks}
-        missing = [c for c in best if c not in hits]
+        return self._chunks(best, score, {h.id: h for h in dense_chunks})
+
+    def rerank_chunks(self, retrieval: Retrieval, evidence: list[Sentence]) -> list[Chunk]:
+        """Chunks in the order of the evidence ranking (the chunk of the best sentence first), then the rest."""
+        order = list(dict.fromkeys([s.chunk_id for s in evidence] + [c.id for c in retrieval.chunks]))
+        order = order[: self.k_chunks]
+        score = {c.id: c.score for c in retrieval.chunks}
+        return self._chunks(order, score, {c.id: Hit(c.id, c.text, {"doc_id": c.doc_id, "source": c.source,
+                                                                     "start_char": c.start, "end_char": c.end})
+                                             for c in retrieval.chunks})
+
+    def _chunks(self, ids: list[str], score: dict[str, float], hits: dict[str, Hit]) -> list[Chunk]:
+        missing = [c for c in ids if c not in hits]
         hits.update({h.id: h for h, _ in self.store.get("chunks", missing)} if missing else {})
         return [Chunk(c, hits[c].meta["doc_id"], hits[c].meta.get("source", ""), int(hits[c].meta["start_char"]),
-                      int(hits[c].meta["end_char"]), hits[c].text, score[c]) for c in best if c in hits]
+                      int(hits[c].meta["end_char"]), hits[c].text, score.get(c, 0.0)) for c in ids if c in hits]
 
     def neighbours(self, sentences: list[Sentence], before: int = 1, after: int = 1) -> dict[str, list[Sentence]]:
         """For each sentence, the sentences around it in its document (itself included), in order.
