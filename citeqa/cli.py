@@ -72,16 +72,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     agent = Agent(config=_config(args))
     if args.batch:
-        for line_no, line in enumerate(Path(args.batch).read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines = Path(args.batch).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read the batch file {args.batch}: {exc.strerror}",
+                             fix="pass a .jsonl file with one JSON object per line") from None
+        except UnicodeDecodeError:
+            raise InputError(f"the batch file {args.batch} is not UTF-8", fix="save it as UTF-8") from None
+        for line_no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
-                answer = agent.ask(item["question"], history=item.get("history") or None)
-                _print_json({"id": item.get("id", line_no), **answer.to_dict()})
-            except (json.JSONDecodeError, KeyError) as exc:
+                if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                    raise ValueError("no string \"question\"")
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 raise InputError(f"{args.batch}:{line_no} is not a JSON object with a \"question\" ({exc})",
                                  fix='write lines like {"id": "q1", "question": "...", "history": []}') from None
+            answer = agent.ask(item["question"], history=item.get("history") or None)
+            _print_json({"id": item.get("id", line_no), **answer.to_dict()})
         return 0
     if not args.question:
         raise InputError("no question given", fix='run `citeqa ask "QUESTION"` or `citeqa ask --batch FILE.jsonl`')

@@ -73,6 +73,7 @@ def connect(cfg: Config):
             client.heartbeat()
             return client
         cfg.chroma_path.mkdir(parents=True, exist_ok=True)
+        _check_not_locked(cfg)
         return chromadb.PersistentClient(path=str(cfg.chroma_path), settings=settings)
     except CiteqaError:
         raise
@@ -83,6 +84,34 @@ def connect(cfg: Config):
                "close other programs using it; if it is corrupt, move it aside and re-run `citeqa index add`")
         raise StoreUnavailableError(f"cannot open the Chroma store at {where} ({type(exc).__name__}: {exc})",
                                     fix=fix) from None
+
+
+LOCK_WAIT_S = 10.0
+
+
+def _check_not_locked(cfg: Config) -> None:
+    """Chroma's SQLite waits forever on a lock held by another process; fail after LOCK_WAIT_S instead."""
+    import sqlite3
+
+    db = cfg.chroma_path / "chroma.sqlite3"
+    if not db.exists():
+        return
+    try:
+        con = sqlite3.connect(str(db), timeout=LOCK_WAIT_S, isolation_level=None)
+    except sqlite3.Error:
+        return  # not openable at all: let Chroma report it (corrupt store)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreUnavailableError(
+                f"the Chroma store at {cfg.chroma_path} is locked by another process (waited {LOCK_WAIT_S:.0f} s)",
+                fix="wait for the other citeqa process to finish, or stop it; then retry") from None
+    except sqlite3.DatabaseError:
+        pass  # corrupt: Chroma's own error is clearer
+    finally:
+        con.close()
 
 
 class Store:
@@ -119,6 +148,29 @@ class Store:
                 f"({stored.get('embedding_dim')}-d), not {model_name} ({dim}-d)",
                 fix="use the same CITEQA_EMBED_MODEL as when it was built, or another --collection")
         self.max_batch = int(getattr(self.client, "get_max_batch_size", lambda: 5000)())
+
+    def _reopen(self) -> None:
+        """Drop this process's cached Chroma client and open the collections again from disk."""
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        self.client = connect(self.cfg)
+        name = self.cfg.collection
+        self.chunks = self.client.get_collection(name, embedding_function=None)
+        self.sents = self.client.get_collection(name + _SENTS, embedding_function=None)
+        self.docs = self.client.get_collection(name + _DOCS, embedding_function=None)
+
+    def _read(self, fn):
+        """Run a read. When another process wrote to this persistent directory (`citeqa index add` while
+        the chat serves), Chroma's cached segments no longer match the files and it raises
+        InternalError ("Error finding id"): reopen once from disk and retry."""
+        try:
+            return fn()
+        except Exception as exc:  # chromadb.errors.InternalError; imported lazily like chromadb itself
+            if self.cfg.chroma_url or type(exc).__name__ != "InternalError":
+                raise
+            self._reopen()
+            return fn()
 
     @property
     def where(self) -> str:
@@ -208,21 +260,23 @@ class Store:
     # -- reads ------------------------------------------------------------------------------------
     def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str]) -> list[Hit]:
         """Top-k chunks or sentences by cosine similarity, keeping only committed versions."""
-        col = self.chunks if which == "chunks" else self.sents
-        n = col.count()
-        if n == 0:
+        def run():
+            col = self.chunks if which == "chunks" else self.sents
+            n = col.count()
+            return col.query(query_embeddings=[vector], n_results=min(n, k + 8),
+                             include=["documents", "metadatas", "distances"]) if n else None
+
+        res = self._read(run)
+        if res is None:
             return []
-        res = col.query(query_embeddings=[vector], n_results=min(n, k + 8),
-                        include=["documents", "metadatas", "distances"])
         hits = [Hit(i, d, m, 1.0 - dist) for i, d, m, dist in
                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
                 if shas.get(m.get("doc_id")) == m.get("sha256")]
         return hits[:k]
 
     def get(self, which: str, ids: list[str], embeddings: bool = False) -> list[tuple[Hit, np.ndarray | None]]:
-        col = self.chunks if which == "chunks" else self.sents
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
-        got = col.get(ids=ids, include=include)
+        got = self._read(lambda: (self.chunks if which == "chunks" else self.sents).get(ids=ids, include=include))
         vecs = got.get("embeddings") if embeddings else None
         out = []
         for j, (i, d, m) in enumerate(zip(got["ids"], got["documents"], got["metadatas"])):
@@ -233,11 +287,11 @@ class Store:
     def scan(self, which: str, shas: dict[str, str], embeddings: bool = False,
              page: int = 5000) -> Iterable[tuple[Hit, np.ndarray | None]]:
         """Every committed record of `which` (for building the BM25 index)."""
-        col = self.chunks if which == "chunks" else self.sents
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         offset = 0
         while True:
-            got = col.get(include=include, limit=page, offset=offset)
+            got = self._read(lambda: (self.chunks if which == "chunks" else self.sents).get(
+                include=include, limit=page, offset=offset))
             if not got["ids"]:
                 return
             vecs = got.get("embeddings") if embeddings else None

