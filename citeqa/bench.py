@@ -275,15 +275,8 @@ def plot(result: dict, folder: Path) -> list[str]:
                 ax.plot(xs, [r["p95_ms"] for r in rows], "s--", label=f"p95 ({label})")
         ax.axhline(20, color="grey", lw=0.8, ls=":", label="target p95 20 ms")
         ax.set_xscale("log")
-        ax.set_xlabel("chunks in the collection (synthetic random vectors)")
-        ax.set_ylabel("Store.query latency, ms (top 10)")
-        ax.set_title("Retrieval latency vs corpus size")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = folder / "bench-retrieval-latency.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(str(p))
+        written.append(_save(fig, ax, folder / "bench-retrieval-latency.png", "Retrieval latency vs corpus size",
+                             "chunks in the collection (synthetic random vectors)", "Store.query latency, ms (top 10)"))
     sweep = result.get("batch_sweep") or []
     if sweep:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -291,16 +284,22 @@ def plot(result: dict, folder: Path) -> list[str]:
         ax.plot(xs, [r["ingest_chunks_per_s"] for r in sweep], "o-", label="citeqa ingest (sentences, mean)")
         ax.plot(xs, [r["encoder_chunks_per_s"] for r in sweep], "s--", label="raw encode() of chunk texts")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("encode batch_size")
-        ax.set_ylabel("chunks per second")
-        ax.set_title("Ingest throughput vs batch size")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = folder / "bench-ingest-batch.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(str(p))
+        written.append(_save(fig, ax, folder / "bench-ingest-batch.png", "Ingest throughput vs batch size",
+                             "encode batch_size", "chunks per second"))
     return written
+
+
+def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 # -- main ---------------------------------------------------------------------------------------------
