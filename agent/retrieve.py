@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +31,6 @@ class Sentence:
     text: str
     vec: np.ndarray
     dense: float = 0.0  # cosine similarity to the query
-    bm25: float = 0.0  # BM25 score / the best BM25 score of this query
     fused: float = 0.0  # reciprocal-rank fusion score
 
 
@@ -52,7 +51,6 @@ class Retrieval:
     qvec: np.ndarray
     sentences: list[Sentence]  # best first (fused)
     chunks: list[Chunk]  # best first (fused)
-    by_id: dict[str, Sentence] = field(default_factory=dict)
 
 
 def chunk_id_of(meta: dict) -> str:
@@ -132,8 +130,6 @@ class Retriever:
             fused[h.id] = fused.get(h.id, 0.0) + 1.0 / (RRF_K + rank + 1)
         for rank, (sid, _) in enumerate(lexical):
             fused[sid] = fused.get(sid, 0.0) + 1.0 / (RRF_K + rank + 1)
-        top_bm25 = lexical[0][1] if lexical else 1.0
-        bm25 = {sid: s / top_bm25 for sid, s in lexical}
 
         fetched = self.store.get("sents", list(fused), embeddings=True) if fused else []
         sentences = []
@@ -142,14 +138,13 @@ class Retriever:
             sentences.append(Sentence(
                 id=hit.id, doc_id=m["doc_id"], source=m.get("source", ""), chunk_id=chunk_id_of(m),
                 pos=int(m["pos"]), start=int(m["start_char"]), end=int(m["end_char"]), text=hit.text,
-                vec=vec, dense=float(vec @ qvec), bm25=bm25.get(hit.id, 0.0), fused=fused[hit.id]))
+                vec=vec, dense=float(vec @ qvec), fused=fused[hit.id]))
         chunk_rank = {h.id: r for r, h in enumerate(dense_chunks)}
         for s in sentences:  # a sentence inside a top chunk gets that chunk's vote too
             if s.chunk_id in chunk_rank:
                 s.fused += 1.0 / (RRF_K + chunk_rank[s.chunk_id] + 1)
         sentences.sort(key=lambda s: -s.fused)
-        return Retrieval(query, qvec, sentences, self._rank_chunks(dense_chunks, sentences),
-                         {s.id: s for s in sentences})
+        return Retrieval(query, qvec, sentences, self._rank_chunks(dense_chunks, sentences))
 
     def _rank_chunks(self, dense_chunks: list[Hit], sentences: list[Sentence]) -> list[Chunk]:
         score: dict[str, float] = {}

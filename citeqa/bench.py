@@ -224,6 +224,15 @@ def synthetic_scale(cfg, embedder, sizes: list[int], n_queries: int, texts: list
     return out
 
 
+def stop_process(proc: subprocess.Popen, wait_s: float) -> None:
+    """Terminate a child process; kill it if it has not exited after `wait_s` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextmanager
 def chroma_server() -> Iterator[str]:
     with socket.socket() as s:
@@ -245,11 +254,7 @@ def chroma_server() -> Iterator[str]:
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from index.chunking import chunk_text, split_sentences
 from index.config import Config
 from index.embedding import Embedder, get_embedder
-from index.errors import CiteqaError, InputError
+from index.errors import InputError
 from index.loaders import Document, discover, load_file
 from index.store import Store
 
@@ -154,4 +154,4 @@ def listing(cfg: Config) -> dict:
                           for d in docs if d.status == "ready"]}
 
 
-__all__ = ["add", "remove", "listing", "open_store", "prepare", "Report", "CiteqaError"]
+__all__ = ["add", "remove", "listing", "open_store", "prepare", "Report"]

@@ -10,7 +10,6 @@ one the manifest has committed, and `recover()` removes what a killed writer lef
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlparse
@@ -303,15 +302,3 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {"chunks": self.chunks.count(), "sentences": self.sents.count(), "documents": self.docs.count()}
 
-
-def wait_ready(cfg: Config, seconds: float = 10.0) -> None:
-    """Poll a Chroma server until it answers (used by tests and scripts that just started one)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            connect(cfg)
-            return
-        except StoreUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

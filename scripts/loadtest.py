@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from citeqa.bench import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXTRA_DOC = ROOT / "evals" / "squad-dev" / "docs" / "Oxygen.txt"
@@ -153,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         result["answers_after"] = isinstance(after, str) and "[1]" in after
         result["answer_after"] = str(after)[:200]
     finally:
-        app.terminate()
-        try:
-            app.wait(30)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        stop_process(app, 30)
         log.close()
 
     # the index afterwards: both documents listed, the write protocol's invariants hold
