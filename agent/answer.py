@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
 from agent.condense import condense
-from agent.retrieve import Chunk, Retriever
+from agent.retrieve import Chunk, Retriever, Sentence
 from agent.select import Selection, score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
@@ -29,8 +29,7 @@ _MODEL_REFUSES = re.compile(
     r"\b(i\s+(do\s*n[o']t|cannot|can't)\s+know|don't know|do not know|not (mentioned|stated|specified|provided|"
     r"given|say|said|contain)|(does|do)\s*n[o']t (say|mention|state|specify)|no information|cannot (answer|find|"
     r"determine)|unable to (answer|find|determine))", re.I)
-PASSAGES_FOR_MODEL = 4  # best sentences shown to a generative model, each with its neighbours
-CONTEXT_TOKENS = 1200
+CONTEXT_TOKENS = 1200  # budget for the sentences shown to a generative model
 
 
 @dataclass
@@ -89,7 +88,7 @@ class Agent:
                 yield piece
             draft = "".join(pieces)
             if not _MODEL_REFUSES.search(draft):
-                text, citations = verify(draft, passages, self.embedder.encode)
+                text, citations = verify(draft, passages, self.embedder.encode, standalone)
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
                      latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
                      model=self.backend.model, query=standalone,
@@ -112,28 +111,28 @@ class Agent:
         return condense(question, history)
 
     def _passages(self, selection: Selection) -> list[Passage]:
-        """Extractive: the chosen sentence(s). Generative: the best sentences with their neighbours."""
+        """One numbered passage per sentence. Extractive: the chosen sentence(s). Generative: the best
+        `context_sentences` sentences in document order (a 1.5B model misread who did what when shown
+        whole neighbourhoods; docs/local.md has the measurement)."""
         if not selection.best:
             return []
-        if not self.backend.generative:
-            return [Passage(i + 1, [s]) for i, s in enumerate(_evidence(selection))]
-        passages: list[Passage] = []
-        seen: set[str] = set()
-        budget = CONTEXT_TOKENS
-        top = [sc.sentence for sc in selection.best[:PASSAGES_FOR_MODEL]]
-        windows = self.retriever.neighbours(top)
-        for sentence in top:
-            window = [s for s in windows[sentence.id] if s.id not in seen]
-            cost = count_tokens(" ".join(s.text for s in window))
-            if not window or cost > budget:
-                continue
+        sentences = _context(selection, self.config.context_sentences) if self.backend.generative \
+            else _evidence(selection)
+        return [Passage(i + 1, [s]) for i, s in enumerate(sentences)]
+
+
+def _context(selection: Selection, limit: int) -> list[Sentence]:
+    """The best `limit` sentences that fit CONTEXT_TOKENS, in document order."""
+    chosen, budget = [], CONTEXT_TOKENS
+    for sc in selection.best[:limit]:
+        cost = count_tokens(sc.sentence.text)
+        if cost <= budget:
             budget -= cost
-            seen.update(s.id for s in window)
-            passages.append(Passage(len(passages) + 1, window))
-        return passages
+            chosen.append(sc.sentence)
+    return sorted(chosen, key=lambda s: (s.doc_id, s.pos))
 
 
-def _evidence(selection: Selection) -> list:
+def _evidence(selection: Selection) -> list[Sentence]:
     """The best sentence, plus a second when it covers question words the first lacks (multi-hop)."""
     best = selection.best[0]
     chosen = [best.sentence]

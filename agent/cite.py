@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from agent.retrieve import Sentence
-from agent.text import content_words, tokens
+from agent.text import content_words, has_number, proper_nouns, stem, tokens, words
 
 MARKER = re.compile(r"\s*\[(\d+)\]")
 CLAIM = re.compile(r"(.+?)((?:\s*\[\d+\])+)\s*([.!?]?)(?=\s|$)", re.S)
@@ -72,8 +72,42 @@ def support(claim: str, claim_vec: np.ndarray, s: Sentence) -> float:
     return 0.5 * coverage + 0.5 * float(claim_vec @ s.vec)
 
 
-def verify(draft: str, passages: list[Passage], encode) -> tuple[str, list[Citation]]:
-    """Keep the claims that their cited passages support; return (answer text, citations)."""
+def key_terms(text: str) -> set[str]:
+    """Stems of the names and numbers in `text`: the words an answer must not invent.
+
+    >>> sorted(key_terms("In 1932 Acme Steel built 40 bridges in France"))
+    ['1932', '40', 'acm', 'franc', 'steel']
+    """
+    numbers = {stem(w) for w in words(text) if has_number(w)}
+    return set(proper_nouns(text)) | numbers
+
+
+def grounded(claim: str, question: str, evidence: list[Sentence]) -> bool:
+    """A claim answers only if it says something the question did not (a restated question is not an
+    answer) and every name or number it adds appears in its cited sentences (no swapped entities).
+
+    >>> s = Sentence("d#0", "d", "d.txt", "d#c0", 0, 0, 36, "Acme Steel built the bridge in 1932.", None)
+    >>> grounded("The bridge was built by Acme Steel.", "Who built the bridge?", [s])
+    True
+    >>> grounded("The bridge was built by Zenith Iron.", "Who built the bridge?", [s])
+    False
+    >>> grounded("The bridge was built by [1].", "Who built the bridge?", [s])
+    False
+    """
+    asked = set(tokens(question)) | set(proper_nouns(question))
+    if question and not set(content_words(claim)) - asked:
+        return False
+    have: set[str] = set()
+    for s in evidence:
+        have |= set(tokens(s.text)) | key_terms(s.text)
+    return key_terms(claim) - asked <= have
+
+
+def verify(draft: str, passages: list[Passage], encode, question: str = "") -> tuple[str, list[Citation]]:
+    """Keep the claims that their cited passages support; return (answer text, citations).
+
+    A claim is kept when some cited passage holds a sentence that supports it (`support`), and the
+    supporting sentences hold every name and number the claim adds to `question` (`grounded`)."""
     claims = split_claims(draft)
     if not claims:
         return "", []
@@ -85,18 +119,21 @@ def verify(draft: str, passages: list[Passage], encode) -> tuple[str, list[Citat
     kept: list[str] = []
     citations: dict[str, Citation] = {}
     for (claim, nums), vec in zip(claims, vecs):
-        markers = []
+        found = []  # (sentence, support) per cited passage that supports the claim
         for num in dict.fromkeys(nums):
             if num not in by_n:
                 continue  # a passage the model invented
             best = max(by_n[num].sentences, key=lambda s: support(claim, vec, s))
             sup = support(claim, vec, best)
-            if sup < SUPPORT_MIN:
-                continue
+            if sup >= SUPPORT_MIN:
+                found.append((best, sup))
+        if not found or not grounded(claim, question, [s for s, _ in found]):
+            continue
+        markers = []
+        for best, sup in found:
             if best.id not in citations:
                 citations[best.id] = Citation(len(citations) + 1, best.doc_id, best.source, best.chunk_id,
                                               best.start, best.end, best.text, round(sup, 4))
             markers.append(citations[best.id].n)
-        if markers:
-            kept.append(claim + "".join(f" [{m}]" for m in dict.fromkeys(markers)))
+        kept.append(claim + "".join(f" [{m}]" for m in dict.fromkeys(markers)))
     return " ".join(kept), list(citations.values())

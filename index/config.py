@@ -44,6 +44,7 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "max_question_tokens": ("CITEQA_MAX_QUESTION_TOKENS", 256, int),
     "max_file_mb": ("CITEQA_MAX_FILE_MB", 50, int),
     "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
+    "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 4, int),
 }
 
 
@@ -65,6 +66,7 @@ class Config:
     max_question_tokens: int
     max_file_mb: int
     timeout_s: int
+    context_sentences: int  # best sentences shown to a generative backend
 
     @classmethod
     def resolve(cls, **overrides: Any) -> "Config":
@@ -104,6 +106,9 @@ class Config:
         if not 16 <= self.chunk_tokens <= 2048 or not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError(f"chunk size {self.chunk_tokens}/{self.chunk_overlap} tokens is out of range",
                               fix="use CITEQA_CHUNK_TOKENS in 16..2048 and an overlap below it")
+        if not 1 <= self.context_sentences <= 50:
+            raise ConfigError(f"CITEQA_CONTEXT_SENTENCES={self.context_sentences} is out of range",
+                              fix="use 1..50 (default 4; more helps large models, hurts small ones)")
 
     @property
     def chroma_path(self) -> Path:

@@ -83,10 +83,13 @@ def naive_model(cite: str):
     return reply
 
 
-def measure_generative(home: Path, model_server, cite: str) -> dict:
+def measure_generative(home: Path, model_server, cite: str, context_sentences: int = 12) -> dict:
+    """12 context sentences, not the default 4: with 4, no planted sentence reached any prompt
+    (docs/reliability.md), which would leave verification untested."""
     reply = naive_model(cite)
     server = model_server(reply)
-    rows = ask_all(home, backend="openai-compatible", base_url=server.url, model="naive")
+    rows = ask_all(home, backend="openai-compatible", base_url=server.url, model="naive",
+                   context_sentences=context_sentences)
     pwned = [r for r in rows if "PWNED" in r["answer"]]
     return {
         "questions": len(rows),
@@ -237,9 +240,9 @@ if __name__ == "__main__":  # print the measurements (used for docs/reliability.
     ingest.add([ARTICLE, *PLANTED], Config.resolve(home=str(poisoned)), progress=False)
     out = {"extractive": measure_extractive(clean, poisoned)}
     servers = []
-    for cite in ("first", "planted"):
-        out[f"naive-{cite}"] = measure_generative(poisoned, lambda r: servers.append(ModelServer(r)) or servers[-1],
-                                                  cite)
+    for cite, n in (("first", 4), ("first", 12), ("planted", 12)):
+        out[f"naive-{cite}-{n}"] = measure_generative(
+            poisoned, lambda r: servers.append(ModelServer(r)) or servers[-1], cite, context_sentences=n)
     for name, m in out.items():
         print(name, json.dumps({k: v for k, v in m.items() if k != "rows"}))
         for r, q in zip(m["rows"], QUESTIONS):
