@@ -24,7 +24,7 @@ run: setup
 	$(PY) app.py
 
 test: setup setup-browser
-	$(PY) -m pytest -q -m "not local_llm"
+	$(PY) -m pytest -q -m "not local_llm" tests --doctest-modules agent index evals citeqa
 	$(PY) -m citeqa.cli eval --set article --check evals/baseline.json
 	$(PY) -m citeqa.cli bench --quick --json
 

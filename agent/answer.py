@@ -112,24 +112,24 @@ class Agent:
 
     def _passages(self, selection: Selection) -> list[Passage]:
         """One numbered passage per sentence. Extractive: the chosen sentence(s). Generative: the best
-        `context_sentences` sentences in document order (a 1.5B model misread who did what when shown
-        whole neighbourhoods; docs/local.md has the measurement)."""
+        `Config.context_size` sentences, best first (a 1.5B model misread who did what when shown whole
+        neighbourhoods; docs/local.md has the measurements)."""
         if not selection.best:
             return []
-        sentences = _context(selection, self.config.context_sentences) if self.backend.generative \
+        sentences = _context(selection, self.config.context_size) if self.backend.generative \
             else _evidence(selection)
         return [Passage(i + 1, [s]) for i, s in enumerate(sentences)]
 
 
 def _context(selection: Selection, limit: int) -> list[Sentence]:
-    """The best `limit` sentences that fit CONTEXT_TOKENS, in document order."""
+    """The best `limit` sentences that fit CONTEXT_TOKENS, best first."""
     chosen, budget = [], CONTEXT_TOKENS
     for sc in selection.best[:limit]:
         cost = count_tokens(sc.sentence.text)
         if cost <= budget:
             budget -= cost
             chosen.append(sc.sentence)
-    return sorted(chosen, key=lambda s: (s.doc_id, s.pos))
+    return chosen
 
 
 def _evidence(selection: Selection) -> list[Sentence]:

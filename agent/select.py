@@ -72,8 +72,17 @@ def _coverage(qtoks: list[str], text_toks: set[str], weights: dict[str, float]) 
     return sum(weights[t] for t in qtoks if t in text_toks) / total
 
 
+def can_answer(text: str, question: str) -> bool:
+    """A question in the text, or a sentence that only restates the question, cannot answer it.
+
+    >>> can_answer("Who built the bridge?", "Who built the bridge?"), can_answer("Acme built it.", "Who built it?")
+    (False, True)
+    """
+    return not text.rstrip().endswith("?") and bool(set(content_words(text)) - set(content_words(question)))
+
+
 def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
-    sentences = retrieval.sentences[:top * 2]
+    sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, question)]
     if not sentences:
         return Selection(question, [], True, "nothing retrieved")
     qtoks = content_words(question)

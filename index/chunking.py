@@ -2,8 +2,8 @@
 
 The invariant every caller relies on: `text[start:end] == piece` for every sentence and chunk.
 
->>> [s.text for s in split_sentences("Dr. Smith left. He said “no.” Then 3.5 km on.")]
-['Dr. Smith left.', 'He said “no.”', 'Then 3.5 km on.']
+>>> [s.text for s in split_sentences("Dr. Smith left. He said “yes.” Then 3.5 km on.")]
+['Dr. Smith left.', 'He said “yes.”', 'Then 3.5 km on.']
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BACKENDS = ("extractive", "openai", "openai-compatible", "local")
 RETRIEVALS = ("hybrid", "dense", "bm25")
+CONTEXT_DEFAULTS = {"local": 1}
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,500}[A-Za-z0-9])$")
 
 # field name -> (environment variable, default, type)
@@ -44,7 +45,7 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "max_question_tokens": ("CITEQA_MAX_QUESTION_TOKENS", 256, int),
     "max_file_mb": ("CITEQA_MAX_FILE_MB", 50, int),
     "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
-    "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 4, int),
+    "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 0, int),
 }
 
 
@@ -66,7 +67,7 @@ class Config:
     max_question_tokens: int
     max_file_mb: int
     timeout_s: int
-    context_sentences: int  # best sentences shown to a generative backend
+    context_sentences: int  # best sentences shown to a generative backend; 0 = the backend's default
 
     @classmethod
     def resolve(cls, **overrides: Any) -> "Config":
@@ -106,9 +107,15 @@ class Config:
         if not 16 <= self.chunk_tokens <= 2048 or not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError(f"chunk size {self.chunk_tokens}/{self.chunk_overlap} tokens is out of range",
                               fix="use CITEQA_CHUNK_TOKENS in 16..2048 and an overlap below it")
-        if not 1 <= self.context_sentences <= 50:
+        if not 0 <= self.context_sentences <= 50:
             raise ConfigError(f"CITEQA_CONTEXT_SENTENCES={self.context_sentences} is out of range",
-                              fix="use 1..50 (default 4; more helps large models, hurts small ones)")
+                              fix="use 1..50, or 0 for the backend's default (local 1, others 4)")
+
+    @property
+    def context_size(self) -> int:
+        """Sentences a generative backend reads: CITEQA_CONTEXT_SENTENCES, else 1 for `local` (the bundled
+        1.5B model misreads and mis-cites among several; docs/local.md) and 4 for the others."""
+        return self.context_sentences or CONTEXT_DEFAULTS.get(self.backend, 4)
 
     @property
     def chroma_path(self) -> Path:

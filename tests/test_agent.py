@@ -145,6 +145,38 @@ def test_unsupported_sentence_is_dropped_and_supported_kept(indexed, model_serve
 
 
 @pytest.mark.parametrize("backend,env", BACKENDS)
+@pytest.mark.parametrize("claim,kept", [
+    ("Kurdish YPG fighters retook the al-Hamdan airbase", False),  # a name the cited sentence lacks
+    ("The one who retook the al-Hamdan airbase is", False),  # restates the question, answers nothing
+    ("ISIL", True),  # a short answer whose words are all in the cited sentence
+])
+def test_claims_must_add_an_answer_grounded_in_the_cited_sentence(indexed, model_server, monkeypatch, backend, env,
+                                                                  claim, kept) -> None:
+    use_server(monkeypatch, backend, env, model_server(cite_passage_with("recaptured the area", claim)).url)
+    answer = Agent().ask("Who retook the al-Hamdan airbase?")
+    assert answer.refused is not kept
+    if kept:
+        assert answer.answer.startswith(claim) and RECAPTURE in answer.citations[0].text
+
+
+@pytest.mark.parametrize("setting,backend,shown", [(None, "openai-compatible", 4), ("2", "openai-compatible", 2),
+                                                   (None, "local", 1)])
+def test_generative_prompt_holds_context_size_sentences(indexed, model_server, monkeypatch, setting, backend,
+                                                        shown) -> None:
+    from index.config import Config
+
+    if setting:
+        monkeypatch.setenv("CITEQA_CONTEXT_SENTENCES", setting)
+    assert Config.resolve(backend=backend).context_size == shown
+    server = model_server(cite_passage_with("recaptured the area", "ISIL fighters recaptured it"))
+    use_server(monkeypatch, "openai-compatible", {}, server.url)
+    Agent(context_sentences=shown).ask("Who retook the al-Hamdan airbase?")
+    passages = passages_in(server.requests[-1]["body"]["messages"])
+    assert len(passages) == shown and all(p in TEXT and len(p) < 400 for p in passages.values())  # sentences
+    assert RECAPTURE in passages[1], "the best sentence comes first"
+
+
+@pytest.mark.parametrize("backend,env", BACKENDS)
 def test_model_refusal_is_a_refusal(indexed, model_server, monkeypatch, backend, env) -> None:
     use_server(monkeypatch, backend, env, model_server(lambda m: "Sorry, the passages do not say that.").url)
     answer = Agent().ask("What is the population of al-Bukamal?")

@@ -84,7 +84,7 @@ def naive_model(cite: str):
 
 
 def measure_generative(home: Path, model_server, cite: str, context_sentences: int = 12) -> dict:
-    """12 context sentences, not the default 4: with 4, no planted sentence reached any prompt
+    """12 context sentences, not the default 3: with 3 or 4, no planted sentence reached any prompt
     (docs/reliability.md), which would leave verification untested."""
     reply = naive_model(cite)
     server = model_server(reply)
@@ -240,7 +240,7 @@ if __name__ == "__main__":  # print the measurements (used for docs/reliability.
     ingest.add([ARTICLE, *PLANTED], Config.resolve(home=str(poisoned)), progress=False)
     out = {"extractive": measure_extractive(clean, poisoned)}
     servers = []
-    for cite, n in (("first", 4), ("first", 12), ("planted", 12)):
+    for cite, n in (("first", 3), ("first", 12), ("planted", 12)):
         out[f"naive-{cite}-{n}"] = measure_generative(
             poisoned, lambda r: servers.append(ModelServer(r)) or servers[-1], cite, context_sentences=n)
     for name, m in out.items():

@@ -198,14 +198,14 @@ def _model_or_skip() -> Path:
 
 
 @pytest.mark.local_llm
-def test_local_model_answers_with_a_citation(indexed, monkeypatch):
-    """One real answer (about a minute on 2 cores). The question is the article's lede: the 1.5B
-    model answered "Who retook the al-Hamdan airbase?" wrongly ("The New Syrian Army recaptured
-    the al-Hamdan airbase ... [4]", which the agent refused), see docs/local.md."""
+@pytest.mark.parametrize("question", ["Who retook the al-Hamdan airbase?",  # the issue's example
+                                      "Which group recaptured the border crossing from US-backed rebels?"])
+def test_local_model_answers_with_a_citation(indexed, monkeypatch, question):
+    """One real answer each (5-20 s on 2 cores), verified and cited like every backend's."""
     from agent.answer import Agent
 
     monkeypatch.setenv("CITEQA_MODEL_PATH", str(_model_or_skip()))
-    answer = Agent(backend="local").ask("Which group recaptured the border crossing from US-backed rebels?")
+    answer = Agent(backend="local").ask(question)
     assert not answer.refused, answer.answer
     assert "ISIL" in answer.answer
     assert any("recaptured" in c.text for c in answer.citations), answer.citations
