@@ -162,6 +162,9 @@ def test_backend_drives_llama_cpp(tmp_path, monkeypatch):
                             [{"choices": [{"delta": {"content": t}}]} for t in ("ISIL ", "retook it", " [1].")])
             return {"choices": [{"message": {"content": "Who retook the airbase?\nextra"}}]}
 
+        def close(self):
+            calls.append(("close",))
+
     fake = types.ModuleType("llama_cpp")
     fake.Llama = FakeLlama
     monkeypatch.setitem(sys.modules, "llama_cpp", fake)
@@ -186,6 +189,8 @@ def test_backend_drives_llama_cpp(tmp_path, monkeypatch):
     assert "[1] «ISIL fighters had recaptured the area.»" in messages[-1]["content"]
     assert backend.last_stats["completion_tokens"] == 3
     assert backend.rewrite("and who retook it?", [{"role": "user", "content": "x"}]) == "Who retook the airbase?"
+    local.close_models()  # what atexit runs, so llama.cpp never frees a model during interpreter teardown
+    assert calls[-1] == ("close",) and local._MODELS == {}
 
 
 def _model_or_skip() -> Path:

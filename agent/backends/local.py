@@ -16,6 +16,7 @@ index.errors.BackendUnreachableError: no model parts given...
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import os
@@ -144,11 +145,23 @@ def _import_llama_cpp():
     return llama_cpp
 
 
+def close_models() -> None:
+    """Free every loaded model. Registered with atexit: left to `Llama.__del__` at interpreter shutdown,
+    llama-cpp-python 0.3.36 prints a traceback (its C bindings are already torn down)."""
+    with _MODELS_LOCK:
+        while _MODELS:
+            llm, lock = _MODELS.popitem()[1]
+            with lock:
+                llm.close()
+
+
 def load_model(path: Path, gpu_layers: int = -1) -> tuple[Any, threading.Lock]:
     """The process-wide `llama_cpp.Llama` for `path` (loaded on first use) and the lock guarding it."""
     llama_cpp = _import_llama_cpp()
     key = (str(Path(path).resolve()), gpu_layers)
     with _MODELS_LOCK:
+        if not _MODELS:
+            atexit.register(close_models)
         if key not in _MODELS:
             try:
                 llm = llama_cpp.Llama(model_path=key[0], n_ctx=N_CTX, n_threads=os.cpu_count(),
