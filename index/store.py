@@ -259,15 +259,11 @@ class Store:
     # -- reads ------------------------------------------------------------------------------------
     def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str]) -> list[Hit]:
         """Top-k chunks or sentences by cosine similarity, keeping only committed versions."""
-        def run():
-            col = self.chunks if which == "chunks" else self.sents
-            n = col.count()
-            return col.query(query_embeddings=[vector], n_results=min(n, k + 8),
-                             include=["documents", "metadatas", "distances"]) if n else None
-
-        res = self._read(run)
-        if res is None:
-            return []
+        # No count() first: Chroma returns fewer hits (or none) when the collection is smaller, and
+        # count() cost 16 ms of a 24 ms query at 100k chunks (docs/benchmarks.md). The collection is
+        # looked up inside the read, so a retry after `_reopen` uses the reopened one.
+        res = self._read(lambda: (self.chunks if which == "chunks" else self.sents).query(
+            query_embeddings=[vector], n_results=k + 8, include=["documents", "metadatas", "distances"]))
         hits = [Hit(i, d, m, 1.0 - dist) for i, d, m, dist in
                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
                 if shas.get(m.get("doc_id")) == m.get("sha256")]
