@@ -26,7 +26,8 @@ class Embedder:
 
     It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation) with
     `transformers` directly: importing sentence-transformers (which pulls in scikit-learn) cost about
-    4 s of every cold start. tests/test_index.py checks the vectors against SentenceTransformer's.
+    3 s of every cold start (docs/benchmarks.md). tests/test_index.py checks the vectors against
+    SentenceTransformer's.
     """
 
     def __init__(self, path: str, name: str) -> None:
