@@ -72,20 +72,25 @@ def _coverage(qtoks: list[str], text_toks: set[str], weights: dict[str, float]) 
     return sum(weights[t] for t in qtoks if t in text_toks) / total
 
 
-def can_answer(text: str, question: str) -> bool:
-    """A question in the text, or a sentence that only restates the question, cannot answer it.
+def can_answer(text: str, asked: set[str]) -> bool:
+    """A question in the text, or a sentence with no content word beyond the question's (`asked`), cannot
+    answer it.
 
-    >>> can_answer("Who built the bridge?", "Who built the bridge?"), can_answer("Acme built it.", "Who built it?")
-    (False, True)
+    >>> asked = set(content_words("Who built the bridge?"))
+    >>> can_answer("Who built the bridge?", asked), can_answer("The bridge was built.", asked)
+    (False, False)
+    >>> can_answer("Acme built the bridge.", asked)
+    True
     """
-    return not text.rstrip().endswith("?") and bool(set(content_words(text)) - set(content_words(question)))
+    return not text.rstrip().endswith("?") and bool(set(content_words(text)) - asked)
 
 
 def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
-    sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, question)]
+    qtoks = content_words(question)
+    asked = set(qtoks)
+    sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, asked)]
     if not sentences:
         return Selection(question, [], True, "nothing retrieved")
-    qtoks = content_words(question)
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
     idf = {t: retriever.idf(t) for t in qtoks}

@@ -132,9 +132,7 @@ class Store:
                 if not {name, name + _SENTS, name + _DOCS} <= existing:
                     raise IndexMissingError(f"collection {name!r} does not exist in {self.where}",
                                             fix="index documents first: `citeqa index add PATH`")
-                self.chunks = self.client.get_collection(name, embedding_function=None)
-                self.sents = self.client.get_collection(name + _SENTS, embedding_function=None)
-                self.docs = self.client.get_collection(name + _DOCS, embedding_function=None)
+                self._open_collections()
         except CiteqaError:
             raise
         except Exception as exc:
@@ -154,10 +152,17 @@ class Store:
 
         SharedSystemClient.clear_system_cache()
         self.client = connect(self.cfg)
+        self._open_collections()
+
+    def _open_collections(self) -> None:
         name = self.cfg.collection
         self.chunks = self.client.get_collection(name, embedding_function=None)
         self.sents = self.client.get_collection(name + _SENTS, embedding_function=None)
         self.docs = self.client.get_collection(name + _DOCS, embedding_function=None)
+
+    def _col(self, which: str):
+        """The chunk or sentence collection, looked up at call time (a retry after `_reopen` sees the new one)."""
+        return self.chunks if which == "chunks" else self.sents
 
     def _read(self, fn):
         """Run a read. When another process wrote to this persistent directory (`citeqa index add` while
@@ -260,9 +265,8 @@ class Store:
     def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str]) -> list[Hit]:
         """Top-k chunks or sentences by cosine similarity, keeping only committed versions."""
         # No count() first: Chroma returns fewer hits (or none) when the collection is smaller, and
-        # count() cost 16 ms of a 24 ms query at 100k chunks (docs/benchmarks.md). The collection is
-        # looked up inside the read, so a retry after `_reopen` uses the reopened one.
-        res = self._read(lambda: (self.chunks if which == "chunks" else self.sents).query(
+        # count() cost 16 ms of a 24 ms query at 100k chunks (docs/benchmarks.md).
+        res = self._read(lambda: self._col(which).query(
             query_embeddings=[vector], n_results=k + 8, include=["documents", "metadatas", "distances"]))
         hits = [Hit(i, d, m, 1.0 - dist) for i, d, m, dist in
                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
@@ -271,7 +275,7 @@ class Store:
 
     def get(self, which: str, ids: list[str], embeddings: bool = False) -> list[tuple[Hit, np.ndarray | None]]:
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
-        got = self._read(lambda: (self.chunks if which == "chunks" else self.sents).get(ids=ids, include=include))
+        got = self._read(lambda: self._col(which).get(ids=ids, include=include))
         vecs = got.get("embeddings") if embeddings else None
         out = []
         for j, (i, d, m) in enumerate(zip(got["ids"], got["documents"], got["metadatas"])):
@@ -285,8 +289,7 @@ class Store:
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         offset = 0
         while True:
-            got = self._read(lambda: (self.chunks if which == "chunks" else self.sents).get(
-                include=include, limit=page, offset=offset))
+            got = self._read(lambda: self._col(which).get(include=include, limit=page, offset=offset))
             if not got["ids"]:
                 return
             vecs = got.get("embeddings") if embeddings else None
