@@ -13,14 +13,14 @@ import re
 import numpy as np
 from dataclasses import dataclass
 
+from agent.answertype import expected, holds_answer
 from agent.retrieve import Retrieval, Retriever, Sentence
 from agent.text import content_words, has_number, has_time, proper_nouns, tokens, words
 
 # Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
 # fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
 WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25, "idf_cover": 1.0, "dense_window": 0.25}
-MIN_DENSE = 0.35  # refuse when even the closest retrieved sentence is this far from the question
-MIN_DENSE_WRONG_TYPE = 0.45  # ... or when the chosen one lacks the asked-for kind of answer and none is close
+MIN_DENSE = 0.30  # refuse when even the closest retrieved sentence is this far from the question
 
 
 def answer_type(question: str) -> str:
@@ -119,7 +119,7 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
     reason = ""
     if closest < MIN_DENSE:
         reason = "the evidence is too weak"
-    elif top1.features["type"] == 0.0 and closest < MIN_DENSE_WRONG_TYPE:
-        reason = f"no {kind} in the evidence"
+    elif not holds_answer(question, top1.sentence.text):
+        reason = f"the evidence holds no {expected(question)} that answers the question"
     return Selection(question, scored[:top], bool(reason), reason)
 

@@ -46,13 +46,16 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if str(name_or_path) == "article":
         return Suite("article", _read_jsonl(EVALS_DIR / "article.jsonl"), [ARTICLE])
     path = EVALS_DIR / "squad-dev" if str(name_or_path) == "squad-dev" else Path(name_or_path)
-    if path.is_dir():
+    extra: list[dict] = []
+    if path.is_dir():  # a suite folder: questions.jsonl, plus unanswerable.jsonl when there is one
+        if (path / "unanswerable.jsonl").is_file():
+            extra = _read_jsonl(path / "unanswerable.jsonl")
         path = path / "questions.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no eval set {str(name_or_path)!r}: use article, squad-dev or a .jsonl path")
     docs = path.parent / "docs"
     name = path.parent.name if path.stem == "questions" else path.stem
-    return Suite(name, _read_jsonl(path), [docs] if docs.is_dir() else [ARTICLE])
+    return Suite(name, _read_jsonl(path) + extra, [docs] if docs.is_dir() else [ARTICLE])
 
 
 def _drop_collection(cfg: Any) -> None:

@@ -61,6 +61,22 @@ def test_unanswerable_question_is_refused(indexed: Path) -> None:
     assert answer.refused and answer.answer == REFUSAL and answer.citations == []
 
 
+@pytest.mark.parametrize("question", [
+    "How many journalists were wounded near al-Qaim?",  # the closest sentence counts air strikes
+    "Who is the mayor of al-Bukamal?",                  # no person is named near al-Bukamal
+    "What is the name of the Amaq news agency's editor?",  # the Amaq sentence names no person
+])
+def test_near_miss_question_without_an_answer_of_its_type_is_refused(indexed: Path, question: str) -> None:
+    answer = Agent().ask(question)
+    assert answer.refused and answer.citations == [], answer.answer
+
+
+def test_answer_type_gate_keeps_answers_of_the_asked_type(indexed: Path) -> None:
+    agent = Agent()
+    assert "five" in agent.ask("How many air strikes hit the area near al-Qaim?").answer
+    assert "Rami Abdel Rahman" in agent.ask("Who is the head of the Syrian Observatory for Human Rights?").answer
+
+
 def test_stream_yields_text_then_answer_and_is_deterministic(indexed: Path) -> None:
     agent = Agent()
     items = list(agent.stream("When did ISIL seize the border crossing?"))
@@ -230,7 +246,7 @@ def test_agent_code_contains_no_eval_question_text() -> None:
     root = Path(__file__).resolve().parent.parent
     code = "\n".join(p.read_text(encoding="utf-8").lower() for d in ("agent", "index", "prompts")
                      for p in (root / d).rglob("*") if p.suffix in (".py", ".txt"))
-    for suite in ("evals/article.jsonl", "evals/squad-dev/questions.jsonl"):
+    for suite in ("evals/article.jsonl", "evals/squad-dev/questions.jsonl", "evals/squad-dev/unanswerable.jsonl"):
         for line in (root / suite).read_text(encoding="utf-8").splitlines():
             q = json.loads(line)["user_input"].lower()
             assert q not in code, f"eval question found in code: {q}"

@@ -252,8 +252,11 @@ def test_article_jsonl_is_valid():
 def test_squad_dev_answer_spans_are_valid():
     suite = load_suite("squad-dev")
     docs = suite.doc_paths[0]
-    assert len(suite.rows) == 200 and len({r["id"] for r in suite.rows}) == 200
+    answerable = [r for r in suite.rows if r["answers"]]
+    assert len(answerable) == 200 and len({r["id"] for r in suite.rows}) == len(suite.rows) == 248
     for r in suite.rows:
+        assert (docs / r["doc_id"]).is_file(), r["id"]
+    for r in answerable:
         text = (docs / r["doc_id"]).read_text(encoding="utf-8")
         (span,), cover = m.evidence_of(r)
         assert cover and text[span["start_char"]:span["end_char"]] == r["reference"], r["id"]
