@@ -11,6 +11,9 @@ sentence *can* hold the answer, using spaCy's small English pipeline (en_core_we
 
 Other questions pass: their answers ("why", "what did he say") have no type a tagger can check.
 
+`short_answer` picks the answer phrase out of the sentence when exactly one candidate of the asked-for
+type is there ("mid-2014", "Rami Abdel Rahman"); the extractive backend puts it in front of the sentence.
+
 >>> expected("How many civilians died in the fighting?"), expected("What is it called when people rebel?")
 ('number', '')
 >>> holds_answer("How many civilians died?", "The coalition conducted eight air strikes near the town.")
@@ -19,6 +22,8 @@ False
 True
 >>> holds_answer("Who is the head of the observatory?", "The observatory is based in Britain.")
 False
+>>> short_answer("When did the rebels seize the town?", "The rebels seized the town in mid-2014.")
+'mid-2014'
 """
 
 from __future__ import annotations
@@ -101,3 +106,32 @@ def holds_answer(question: str, text: str) -> bool:
     if kind == "time":
         return bool(labels & TIME_LABELS) or has_time(novel) or bool(_TIME_PHRASE.search(text))
     return any(e.label_ == "PERSON" and e.text[:1].isupper() for e in new)
+
+
+def short_answer(question: str, text: str) -> str | None:
+    """The one phrase of `text` that answers `question` (a number, date or name), or None when the type
+    cannot be checked or several candidates compete.
+
+    A "how many X" question takes the number that counts X when there is one; "how long / how old /
+    how often" may be answered by a date entity ("nearly two years"); "when" only by a date, not by a
+    duration ("45 minutes").
+    """
+    kind = expected(question)
+    if not kind:
+        return None
+    asked = {w.lower() for w in words(question)}
+    doc = _parse(text)
+    ents = [e for e in doc.ents if not all(w.lower() in asked for w in words(e.text))]
+    if kind == "number":
+        durations = re.search(r"\bhow (long|old|often)\b", question, re.I)
+        ents = [e for e in ents if e.label_ in NUMBER_LABELS - TIME_LABELS or durations and e.label_ in TIME_LABELS]
+        noun = counted_noun(question)
+        if noun:
+            ents = [e for e in ents if any(t.head.pos_ in ("NOUN", "PROPN") and stem(t.head.text) == stem(noun)
+                                           for t in e)] or ents
+    elif kind == "time":
+        ents = [e for e in ents if e.label_ == "DATE"]
+    else:
+        ents = [e for e in ents if e.label_ == "PERSON" and e.text[:1].isupper()]
+    found = {e.text for e in ents}
+    return found.pop() if len(found) == 1 else None

@@ -77,6 +77,25 @@ def test_answer_type_gate_keeps_answers_of_the_asked_type(indexed: Path) -> None
     assert "Rami Abdel Rahman" in agent.ask("Who is the head of the Syrian Observatory for Human Rights?").answer
 
 
+@pytest.mark.parametrize("question, phrase", [
+    ("When did ISIL take the border crossing?", "Mid-2014."),
+    ("Who is the head of the Syrian Observatory for Human Rights?", "Rami Abdel Rahman."),
+    ("How many prisoners did ISIL take in the counteroffensive?", "At least 15."),
+])
+def test_extractive_answer_leads_with_the_short_answer_phrase(indexed: Path, question: str, phrase: str) -> None:
+    answer = Agent().ask(question)
+    (first, markers), (sentence, _) = split_claims(answer.answer)[:2]
+    assert first == phrase and markers == [1]
+    assert phrase.rstrip(".").lower() in answer.citations[0].text.lower()
+    check_citations(answer)
+
+
+def test_no_short_answer_when_candidates_compete(indexed: Path) -> None:
+    """Two numbers count air strikes in the sentence: the answer is the sentence alone."""
+    answer = Agent().ask("How many air strikes did the coalition conduct near the two towns?")
+    assert len(split_claims(answer.answer)) == 1 and "eight" in answer.answer
+
+
 def test_stream_yields_text_then_answer_and_is_deterministic(indexed: Path) -> None:
     agent = Agent()
     items = list(agent.stream("When did ISIL seize the border crossing?"))
