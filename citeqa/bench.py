@@ -40,6 +40,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from index.embedding import BATCH_SIZE
+
 ROOT = Path(__file__).resolve().parent.parent
 COLD_QUESTION = "Who retook the al-Hamdan airbase?"
 QUICK_DOCS = ("1973_oil_crisis.txt", "Jacksonville,_Florida.txt")
@@ -130,7 +132,7 @@ def chunk_texts(docs: list[Path], cfg) -> tuple[list[str], int]:
     return chunks, sents
 
 
-def time_encoder(embedder, texts: list[str], repeats: int, batch_size: int = 64) -> float:
+def time_encoder(embedder, texts: list[str], repeats: int, batch_size: int = BATCH_SIZE) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

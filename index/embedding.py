@@ -19,6 +19,7 @@ import numpy as np
 from index.errors import ConfigError
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
 
 
 class Embedder:
@@ -51,16 +52,20 @@ class Embedder:
         self.dim = int(self._model.config.hidden_size)
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised mean-pooled vectors; texts are batched longest first (less padding)."""
+    def encode(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """L2-normalised mean-pooled vectors. Texts are tokenized once and batched by token count,
+        longest first, so a batch pads little: on the full bench's 1,645 sentences that encodes in
+        7.5 s instead of 11.0 s (batches of 64 sorted by characters)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        if not texts:
+            return out
+        ids = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         torch = self._torch
         with self._lock, torch.inference_mode():
             for at in range(0, len(order), batch_size):
                 idx = order[at:at + batch_size]
-                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
+                batch = self._tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
