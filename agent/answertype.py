@@ -81,12 +81,26 @@ def counted_noun(question: str) -> str | None:
     return None
 
 
+def _asked(question: str) -> set[str]:
+    return {w.lower() for w in words(question)}
+
+
+def _new_entities(question: str, text: str) -> list[Any]:
+    """Entities of `text` that the question does not already name."""
+    asked = _asked(question)
+    return [e for e in _parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
+
+
+def _is_name(entity: Any) -> bool:
+    return entity.label_ == "PERSON" and entity.text[:1].isupper()  # the small model tags "al-Tanf" PERSON
+
+
 def _counts_something_else(question: str, text: str) -> bool:
     """Every new number in `text` counts a noun other than the one the question counts."""
     noun = counted_noun(question)
     if not noun or stem(noun) in tokens(text):
         return False
-    asked = {w.lower() for w in words(question)}
+    asked = _asked(question)
     heads = [tok.head for tok in _parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]
     return bool(heads) and all(h.pos_ in ("NOUN", "PROPN") and stem(h.text) != stem(noun) for h in heads)
 
@@ -96,16 +110,16 @@ def holds_answer(question: str, text: str) -> bool:
     kind = expected(question)
     if not kind:
         return True
-    asked = {w.lower() for w in words(question)}
-    new = [e for e in _parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
+    new = _new_entities(question, text)
     labels = {e.label_ for e in new}
+    asked = _asked(question)
     novel = " ".join(w for w in words(text) if w.lower() not in asked)
     if kind == "number":
         found = bool(labels & NUMBER_LABELS) or has_number(novel) or bool(re.search(r"\bnone\b", text, re.I))
         return found and not _counts_something_else(question, text)
     if kind == "time":
         return bool(labels & TIME_LABELS) or has_time(novel) or bool(_TIME_PHRASE.search(text))
-    return any(e.label_ == "PERSON" and e.text[:1].isupper() for e in new)
+    return any(_is_name(e) for e in new)
 
 
 def short_answer(question: str, text: str) -> str | None:
@@ -119,9 +133,7 @@ def short_answer(question: str, text: str) -> str | None:
     kind = expected(question)
     if not kind:
         return None
-    asked = {w.lower() for w in words(question)}
-    doc = _parse(text)
-    ents = [e for e in doc.ents if not all(w.lower() in asked for w in words(e.text))]
+    ents = _new_entities(question, text)
     if kind == "number":
         durations = re.search(r"\bhow (long|old|often)\b", question, re.I)
         ents = [e for e in ents if e.label_ in NUMBER_LABELS - TIME_LABELS or durations and e.label_ in TIME_LABELS]
@@ -132,6 +144,6 @@ def short_answer(question: str, text: str) -> str | None:
     elif kind == "time":
         ents = [e for e in ents if e.label_ == "DATE"]
     else:
-        ents = [e for e in ents if e.label_ == "PERSON" and e.text[:1].isupper()]
+        ents = [e for e in ents if _is_name(e)]
     found = {e.text for e in ents}
     return found.pop() if len(found) == 1 else None
