@@ -78,10 +78,10 @@ class Agent:
         question, warnings = self._check_question(question)
         standalone, context = self._condense(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip())
-        selection = score(standalone, retrieval, self.retriever)
+        selection = score(standalone, retrieval, self.retriever, refuse=not self.backend.generative)
         passages = self._passages(selection)
         text, citations = "", []
-        if passages and not (selection.refused and not self.backend.generative):
+        if passages and not selection.refused:
             pieces = []
             for piece in self.backend.draft(standalone, passages):
                 pieces.append(piece)

@@ -33,7 +33,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from agent.text import has_number, has_time, stem, tokens, words
+from agent.text import has_number, has_time, new_words, stem, tokens, word_set, words
 from index.errors import ConfigError
 
 NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
@@ -86,13 +86,9 @@ def counted_noun(question: str) -> str | None:
     return None
 
 
-def _asked(question: str) -> set[str]:
-    return {w.lower() for w in words(question)}
-
-
 def _new_entities(question: str, text: str) -> list[Any]:
     """Entities of `text` that the question does not already name."""
-    asked = _asked(question)
+    asked = word_set(question)
     return [e for e in _parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
 
 
@@ -105,7 +101,7 @@ def _counts_something_else(question: str, text: str) -> bool:
     noun = counted_noun(question)
     if not noun or stem(noun) in tokens(text):
         return False
-    asked = _asked(question)
+    asked = word_set(question)
     heads = [tok.head for tok in _parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]
     return bool(heads) and all(h.pos_ in ("NOUN", "PROPN") and stem(h.text) != stem(noun) for h in heads)
 
@@ -117,8 +113,7 @@ def holds_answer(question: str, text: str) -> bool:
         return True
     new = _new_entities(question, text)
     labels = {e.label_ for e in new}
-    asked = _asked(question)
-    novel = " ".join(w for w in words(text) if w.lower() not in asked)
+    novel = new_words(text, question)
     if kind == "number":
         found = bool(labels & NUMBER_LABELS) or has_number(novel) or bool(re.search(r"\bnone\b", text, re.I))
         return found and not _counts_something_else(question, text)

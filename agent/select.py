@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from agent.answertype import expected, holds_answer
 from agent.retrieve import Retrieval, Retriever, Sentence
-from agent.text import content_words, has_number, has_time, proper_nouns, tokens, words
+from agent.text import content_words, has_number, has_time, new_words, proper_nouns, tokens
 
 # Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
 # fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
@@ -41,8 +41,7 @@ def type_match(kind: str, text: str, question: str) -> bool:
     """Does `text` hold a candidate answer of the expected kind that the question itself does not?"""
     if not kind:
         return True
-    qwords = {w.lower() for w in words(question)}
-    novel = " ".join(w for w in words(text) if w.lower() not in qwords)
+    novel = new_words(text, question)
     if kind == "number":
         return has_number(novel)
     if kind == "time":
@@ -85,7 +84,10 @@ def can_answer(text: str, asked: set[str]) -> bool:
     return not text.rstrip().endswith("?") and bool(set(content_words(text)) - asked)
 
 
-def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
+def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12,
+          refuse: bool = True) -> Selection:
+    """Rank the retrieved sentences; with `refuse`, also decide whether they answer at all (generative
+    backends pass False: the model and the verifier decide, so the answer-type gate's tagger is not run)."""
     qtoks = content_words(question)
     asked = set(qtoks)
     sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, asked)]
@@ -114,12 +116,15 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
         total = sum(w * f[k] for k, w in WEIGHTS.items())
         scored.append(Scored(s, total, f))
     scored.sort(key=lambda x: -x.score)
-    top1 = scored[0]
-    closest = max(sc.features["dense"] for sc in scored)
-    reason = ""
-    if closest < MIN_DENSE:
-        reason = "the evidence is too weak"
-    elif not holds_answer(question, top1.sentence.text):
-        reason = f"the evidence holds no {expected(question)} that answers the question"
+    reason = _refusal(question, scored) if refuse else ""
     return Selection(question, scored[:top], bool(reason), reason)
+
+
+def _refusal(question: str, scored: list[Scored]) -> str:
+    """Why the best-ranked sentence cannot answer `question`, or "" when it can."""
+    if max(sc.features["dense"] for sc in scored) < MIN_DENSE:
+        return "the evidence is too weak"
+    if not holds_answer(question, scored[0].sentence.text):
+        return f"the evidence holds no {expected(question)} that answers the question"
+    return ""
 

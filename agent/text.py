@@ -61,6 +61,21 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def word_set(text: str) -> set[str]:
+    """The lower-cased words of `text`."""
+    return {w.lower() for w in words(text)}
+
+
+def new_words(text: str, question: str) -> str:
+    """The words of `text` that `question` does not contain, in order: where a new answer can be.
+
+    >>> new_words("ISIL retook the airbase", "Who retook the airbase?")
+    'ISIL'
+    """
+    asked = word_set(question)
+    return " ".join(w for w in words(text) if w.lower() not in asked)
+
+
 def content_words(text: str) -> list[str]:
     return list(dict.fromkeys(tokens(text)))
 
