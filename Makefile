@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser clean
+.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,21 @@ test: setup setup-browser
 eval: setup
 	$(PY) -m citeqa.cli eval --set article --report docs/eval-article.md
 	$(PY) -m citeqa.cli eval --set squad-dev --report docs/eval-squad-dev.md
+	$(PY) -m citeqa.cli eval --set squad-v2 --report docs/eval-squad-v2.md
+	$(PY) -m citeqa.cli eval --set off-index --report docs/eval-off-index.md
+
+# The reader (docs/reader.md): rebuilds agent/models/reader/ from ../shared/data/squad-train/
+# (SQUAD_TRAIN=DIR to point elsewhere); about 75 min on 2 cores. The quick recipe (~2 min) writes to
+# a temporary folder and leaves the shipped model alone.
+SQUAD_TRAIN ?= ../shared/data/squad-train
+setup-train: setup
+	$(PY) -m pip install -q --no-build-isolation -e ".[train]"
+
+train-reader: setup-train
+	$(PY) -m citeqa.train_reader --data $(SQUAD_TRAIN)
+
+train-reader-quick: setup-train
+	$(PY) -m citeqa.train_reader --quick --data $(SQUAD_TRAIN) --out $$(mktemp -d)/reader
 
 baseline: setup
 	$(PY) -m citeqa.cli eval --set article --save-baseline evals/baseline.json
@@ -38,6 +53,10 @@ baseline: setup
 bench: setup
 	$(PY) -m pip install -q matplotlib==3.11.2
 	$(PY) -m citeqa.cli bench --json --plots docs/img
+
+# The README's chat screenshots, from the browser test (needs Debian's chromium).
+screenshots: setup setup-browser
+	CITEQA_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_browser.py
 
 bench-quick: setup
 	$(PY) -m citeqa.cli bench --quick --json

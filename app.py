@@ -107,7 +107,29 @@ def _text_of(content: Any) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", html.escape(text, quote=False))
+    """Text shown as itself: no HTML, no Markdown ("1887. [1]" at a line start is not a list).
+
+    >>> _md_escape("1887. <b>x</b> [1]")
+    '1887\\\\. &lt;b&gt;x&lt;/b&gt; \\\\[1\\\\]'
+    """
+    text = re.sub(r"([\\`*_\[\]#|])", r"\\\1", html.escape(text, quote=False))
+    return re.sub(r"(?m)^(\s*\d+)([.)])", r"\1\\\2", text)
+
+
+def answer_markdown(answer: Any) -> str:
+    """The short answer in bold with the reader's confidence, the cited sentence(s) under it; all escaped.
+
+    >>> from types import SimpleNamespace as A
+    >>> answer_markdown(A(answer="Mid-2014 [1]. ISIL seized it in mid-2014. [1]", short_answer="mid-2014",
+    ...                   refused=False, confidence=0.91))
+    '**Mid-2014** · confidence 91%\\n\\nISIL seized it in mid-2014. \\\\[1\\\\]'
+    """
+    if answer.refused or not answer.short_answer:
+        return _md_escape(answer.answer)
+    lead = re.match(re.escape(answer.short_answer) + r"\s*(\[\d+\]\s*)+\.?\s*", answer.answer, re.I)
+    short = answer.answer[:len(answer.short_answer)] if lead else answer.short_answer
+    rest = answer.answer[lead.end():] if lead else answer.answer
+    return f"**{_md_escape(short)}** · confidence {answer.confidence:.0%}\n\n{_md_escape(rest)}"
 
 
 def highlight(doc_text: str, start: int, end: int, context: int = CONTEXT_CHARS) -> str:
@@ -175,7 +197,7 @@ def build_app(agent) -> "gr.Blocks":
                     if item.refused:
                         yield item.answer
                     else:
-                        yield [gr.ChatMessage(content=item.answer), *sources(item)]
+                        yield [gr.ChatMessage(content=answer_markdown(item)), *sources(item)]
                     return
                 draft += item
                 yield draft

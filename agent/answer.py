@@ -1,4 +1,8 @@
-"""The public API: `Agent.ask` / `Agent.stream` -> `Answer`. Retrieve -> select -> draft -> verify.
+"""The public API: `Agent.ask` / `Agent.stream` -> `Answer`. Retrieve -> rank -> read -> draft -> verify.
+
+The reader (`agent.reader`) reads the best-ranked sentences with their neighbours; its calibrated
+probability decides refusal (below `Reader.threshold` nothing answers), its span is the short answer,
+and a citation is kept only for a sentence it found the answer in, whichever backend wrote the draft.
 
 >>> agent = Agent()                                              # doctest: +SKIP
 >>> a = agent.ask("Who built the bridge?")           # doctest: +SKIP
@@ -16,8 +20,10 @@ from typing import Any, Iterator
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
 from agent.condense import condense
+from agent.read import Pick, read
+from agent.reader import get_reader
 from agent.retrieve import Chunk, Retriever, Sentence
-from agent.select import Selection, score
+from agent.select import score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
 from index.config import Config
@@ -30,6 +36,7 @@ _MODEL_REFUSES = re.compile(
     r"given|say|said|contain)|(does|do)\s*n[o']t (say|mention|state|specify)|no information|cannot (answer|find|"
     r"determine)|unable to (answer|find|determine))", re.I)
 CONTEXT_TOKENS = 1200  # budget for the sentences shown to a generative model
+READ_TOP = 10  # best-ranked sentences the reader reads (each with its neighbours)
 
 
 @dataclass
@@ -41,12 +48,15 @@ class Answer:
     latency_ms: float
     backend: str
     model: str
+    short_answer: str | None = None  # the answer phrase alone; None when refused or not a phrase
+    confidence: float = 0.0  # the reader's probability that the best passage answers the question
     query: str = ""  # the standalone question actually searched
     retrieved: list[dict] = field(default_factory=list)  # ranked chunks: doc_id, chunk_id, offsets, score
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answer": self.answer, "refused": self.refused,
+        return {"question": self.question, "answer": self.answer, "short_answer": self.short_answer,
+                "confidence": round(self.confidence, 4), "refused": self.refused,
                 "citations": [c.to_dict() for c in self.citations], "latency_ms": round(self.latency_ms, 1),
                 "backend": self.backend, "model": self.model, "query": self.query,
                 "retrieved": self.retrieved, "warnings": self.warnings}
@@ -65,6 +75,7 @@ class Agent:
         self.store, self.embedder = open_store(config, create=False)
         self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
         self.backend: Backend = get_backend(config)
+        self.reader = get_reader(config.reader)
 
     def ask(self, question: str, history: list[dict] | None = None) -> Answer:
         for item in self.stream(question, history):
@@ -78,21 +89,28 @@ class Agent:
         question, warnings = self._check_question(question)
         standalone, context = self._condense(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip())
-        selection = score(standalone, retrieval, self.retriever, refuse=not self.backend.generative)
-        passages = self._passages(selection)
+        selection = score(standalone, retrieval, self.retriever)
+        picks = read(standalone, [b.sentence for b in selection.best[:READ_TOP]], selection.windows,
+                     self.reader) if selection.best else []
+        passages = self._passages(standalone, picks, [b.sentence for b in selection.best])
         text, citations = "", []
-        if passages and not selection.refused:
+        if passages:
             pieces = []
             for piece in self.backend.draft(standalone, passages):
                 pieces.append(piece)
                 yield piece
             draft = "".join(pieces)
             if not _MODEL_REFUSES.search(draft):
-                text, citations = verify(draft, passages, self.embedder.encode, standalone)
+                prob = {p.sentence.id: p.prob for p in picks}
+                text, citations = verify(draft, passages, self.embedder.encode, standalone,
+                                         weigh=lambda s: prob.get(s.id, 0.0), min_weight=self.reader.threshold)
+        short = _short_answer(picks, citations)
+        evidence = [p.sentence for p in picks] or [b.sentence for b in selection.best]
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
                      latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
-                     model=self.backend.model, query=standalone,
-                     retrieved=_retrieved(self.retriever.rerank_chunks(retrieval, [b.sentence for b in selection.best])),
+                     model=self.backend.model, query=standalone, short_answer=short,
+                     confidence=picks[0].prob if picks else 0.0,
+                     retrieved=_retrieved(self.retriever.rerank_chunks(retrieval, evidence)),
                      warnings=warnings)
 
     def _check_question(self, question: str) -> tuple[str, list[str]]:
@@ -110,45 +128,45 @@ class Agent:
             return self.backend.rewrite(question, history).strip() or question, ""
         return condense(question, history)
 
-    def _passages(self, selection: Selection) -> list[Passage]:
-        """One numbered passage per sentence. Extractive: the chosen sentence(s). Generative: the best
-        `Config.context_size` sentences, best first (a 1.5B model misread who did what when shown whole
-        neighbourhoods; docs/local.md has the measurements)."""
-        if not selection.best:
+    def _passages(self, question: str, picks: list[Pick], ranking: list[Sentence]) -> list[Passage]:
+        """One numbered passage per sentence; none when the reader believes no answer (probability >=
+        threshold). Extractive: the best answer's sentence, plus a second believed one that covers
+        question words the first lacks (multi-hop). Generative: the best `Config.context_size` sentences,
+        the reader's first, then the ranking's, best first (a 1.5B model misread who did what when
+        shown whole neighbourhoods; docs/local.md)."""
+        believed = [p for p in picks if p.prob >= self.reader.threshold]
+        if not believed:
             return []
-        sentences = _context(selection, self.config.context_size) if self.backend.generative \
-            else _evidence(selection)
-        return [Passage(i + 1, [s]) for i, s in enumerate(sentences)]
+        if self.backend.generative:
+            ranked = list({s.id: s for s in [p.sentence for p in picks] + ranking}.values())
+            return [Passage(i + 1, [s]) for i, s in enumerate(_context(ranked, self.config.context_size))]
+        chosen = [believed[0]] + [p for p in believed[1:3] if _adds_words(question, believed[0], p)][:1]
+        return [Passage(i + 1, [p.sentence], answer=p.answer) for i, p in enumerate(chosen)]
 
 
-def _context(selection: Selection, limit: int) -> list[Sentence]:
-    """The best `limit` sentences that fit CONTEXT_TOKENS, best first."""
+def _context(sentences: list[Sentence], limit: int) -> list[Sentence]:
+    """The first `limit` sentences that fit CONTEXT_TOKENS, in order."""
     chosen, budget = [], CONTEXT_TOKENS
-    for sc in selection.best[:limit]:
-        cost = count_tokens(sc.sentence.text)
+    for s in sentences[:limit]:
+        cost = count_tokens(s.text)
         if cost <= budget:
             budget -= cost
-            chosen.append(sc.sentence)
+            chosen.append(s)
     return chosen
 
 
-def _evidence(selection: Selection) -> list[Sentence]:
-    """The best sentence, plus a second when it covers question words the first lacks (multi-hop)."""
-    best = selection.best[0]
-    chosen = [best.sentence]
-    for other in selection.best[1:4]:
-        gain = other.features["cover"] - best.features["cover"]
-        if other.score >= best.score - 0.2 and best.features["cover"] < 0.999 and gain > -0.2 and \
-                _adds_words(best.sentence.text, other.sentence.text, selection):
-            chosen.append(other.sentence)
-            break
-    chosen.sort(key=lambda s: (s.doc_id, s.pos))
-    return chosen
+def _adds_words(question: str, first: Pick, other: Pick) -> bool:
+    """Does `other` hold question words that `first` lacks (a second hop)?"""
+    q = set(content_words(question))
+    return bool(q & (set(tokens(other.sentence.text)) - set(tokens(first.sentence.text))))
 
 
-def _adds_words(first: str, second: str, selection: Selection) -> bool:
-    q = set(content_words(selection.question))
-    return bool(q & (set(tokens(second)) - set(tokens(first))))
+def _short_answer(picks: list[Pick], citations: list[Citation]) -> str | None:
+    """The reader's span, when its sentence is cited."""
+    if not citations or not picks or not picks[0].answer:
+        return None
+    best = picks[0].sentence
+    return picks[0].answer if any(c.doc_id == best.doc_id and c.start_char == best.start for c in citations) else None
 
 
 def _retrieved(chunks: list[Chunk]) -> list[dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Passage:
 
     n: int
     sentences: list[Sentence]
+    answer: str = ""  # the reader's answer phrase in these sentences, when it found one
 
     @property
     def text(self) -> str:
@@ -109,11 +111,14 @@ def grounded(claim: str, question: str, evidence: list[Sentence]) -> bool:
     return key_terms(claim) - asked <= have
 
 
-def verify(draft: str, passages: list[Passage], encode, question: str = "") -> tuple[str, list[Citation]]:
+def verify(draft: str, passages: list[Passage], encode, question: str = "",
+           weigh: Callable[[Sentence], float] | None = None, min_weight: float = 0.0) -> tuple[str, list[Citation]]:
     """Keep the claims that their cited passages support; return (answer text, citations).
 
     A claim is kept when some cited passage holds a sentence that supports it (`support`), and the
-    supporting sentences hold every name and number the claim adds to `question` (`grounded`)."""
+    supporting sentences hold every name and number the claim adds to `question` (`grounded`). With
+    `weigh` (the reader's probability for a sentence), a sentence weighing under `min_weight` supports
+    nothing, and a citation's score is its weight."""
     claims = split_claims(draft)
     if not claims:
         return "", []
@@ -131,8 +136,9 @@ def verify(draft: str, passages: list[Passage], encode, question: str = "") -> t
                 continue  # a passage the model invented
             best = max(by_n[num].sentences, key=lambda s: support(claim, vec, s))
             sup = support(claim, vec, best)
-            if sup >= SUPPORT_MIN:
-                found.append((best, sup))
+            weight = weigh(best) if weigh else sup
+            if sup >= SUPPORT_MIN and weight >= min_weight:
+                found.append((best, weight))
         if not found or not grounded(claim, question, [s for s, _ in found]):
             continue
         markers = []

@@ -1,9 +1,8 @@
-"""Choose the evidence sentence(s) that answer a question, and decide when to refuse.
+"""Rank the retrieved sentences: which ones the reader (`agent.read`) reads first.
 
-Each retrieved sentence gets features (dense similarity, BM25, question-word coverage of the sentence
-and of its neighbours, answer-type match, named entities of the question present); a weighted sum ranks
-them, and several signals, not one score, decide refusal. Weights and thresholds are fitted on the
-squad-dev and article dev sets (docs/agent.md); nothing here knows any particular question.
+Each retrieved sentence gets features (dense similarity, question-word coverage of the sentence and of
+its neighbours, answer-type match); a weighted sum ranks them. The reader, not this ranking, decides what
+answers and when to refuse. Nothing here knows any particular question.
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ import re
 import numpy as np
 from dataclasses import dataclass
 
-from agent.answertype import expected, holds_answer
 from agent.retrieve import Retrieval, Retriever, Sentence
 from agent.text import content_words, has_number, has_time, new_words, proper_nouns, tokens
 
 # Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
 # fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
 WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25, "idf_cover": 1.0, "dense_window": 0.25}
-MIN_DENSE = 0.30  # refuse when even the closest retrieved sentence is this far from the question
 
 
 def answer_type(question: str) -> str:
@@ -62,8 +59,11 @@ class Scored:
 class Selection:
     question: str
     best: list[Scored]  # ranked, best first
-    refused: bool
-    reason: str
+    windows: dict[str, list[Sentence]]  # sentence id -> it and its neighbours, in document order
+
+    @property
+    def refused(self) -> bool:
+        return not self.best
 
 
 def _coverage(qtoks: list[str], text_toks: set[str], weights: dict[str, float]) -> float:
@@ -84,15 +84,13 @@ def can_answer(text: str, asked: set[str]) -> bool:
     return not text.rstrip().endswith("?") and bool(set(content_words(text)) - asked)
 
 
-def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12,
-          refuse: bool = True) -> Selection:
-    """Rank the retrieved sentences; with `refuse`, also decide whether they answer at all (generative
-    backends pass False: the model and the verifier decide, so the answer-type gate's tagger is not run)."""
+def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
+    """Rank the retrieved sentences (the `top` best are kept, with their neighbours)."""
     qtoks = content_words(question)
     asked = set(qtoks)
     sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, asked)]
     if not sentences:
-        return Selection(question, [], True, "nothing retrieved")
+        return Selection(question, [], {})
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
     idf = {t: retriever.idf(t) for t in qtoks}
@@ -116,15 +114,6 @@ def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 
         total = sum(w * f[k] for k, w in WEIGHTS.items())
         scored.append(Scored(s, total, f))
     scored.sort(key=lambda x: -x.score)
-    reason = _refusal(question, scored) if refuse else ""
-    return Selection(question, scored[:top], bool(reason), reason)
-
-
-def _refusal(question: str, scored: list[Scored]) -> str:
-    """Why the best-ranked sentence cannot answer `question`, or "" when it can."""
-    if max(sc.features["dense"] for sc in scored) < MIN_DENSE:
-        return "the evidence is too weak"
-    if not holds_answer(question, scored[0].sentence.text):
-        return f"the evidence holds no {expected(question)} that answers the question"
-    return ""
+    kept = scored[:top]
+    return Selection(question, kept, {sc.sentence.id: windows[sc.sentence.id] for sc in kept})
 

@@ -27,6 +27,9 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     report = ingest.add([Path(p) for p in args.paths], _config(args), progress=False if args.json else None)
     for failure in report.failed:
         print(f"skipped: {failure['error']}", file=sys.stderr)
+    for r in report.renamed:
+        print(f"note: {r['path']} is indexed as {r['doc_id']!r}: the id {r['taken']!r} belongs to {r['by']}",
+              file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -63,12 +66,15 @@ def _show(answer, as_json: bool) -> None:
     for w in answer.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(answer.answer)
+    if not answer.refused:
+        print(f"(confidence {answer.confidence:.2f})")
     for c in answer.citations:
         print(f"\n[{c.n}] {c.doc_id} chars {c.start_char}-{c.end_char} (score {c.score:.2f})\n    {c.text}")
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from agent import Agent
+    from agent.inputs import check_history
 
     agent = Agent(config=_config(args))
     if args.batch:
@@ -89,7 +95,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 raise InputError(f"{args.batch}:{line_no} is not a JSON object with a \"question\" ({exc})",
                                  fix='write lines like {"id": "q1", "question": "...", "history": []}') from None
-            answer = agent.ask(item["question"], history=item.get("history") or None)
+            try:
+                history = check_history(item.get("history"))
+            except InputError as exc:
+                raise InputError(f"{args.batch}:{line_no}: {exc.message}", fix=exc.fix) from None
+            answer = agent.ask(item["question"], history=history)
             _print_json({"id": item.get("id", line_no), **answer.to_dict()})
         return 0
     if not args.question:
@@ -167,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser("eval", parents=[backend], help="run an eval suite and gate on a baseline")
-    ev.add_argument("--set", default="article", help="article, squad-dev, or a .jsonl path")
+    ev.add_argument("--set", default="article", help="article, squad-dev, squad-v2, off-index, or a .jsonl path")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--report", metavar="PATH", help="write a Markdown report with per-question rows")
     ev.add_argument("--check", metavar="BASELINE.json", help="exit 1 when a metric is worse than the baseline")

@@ -201,16 +201,18 @@ def citation_scores(answer: str, citations: list[dict], evidence: list[Span]) ->
 def score_row(row: dict, answer: dict) -> dict:
     """Score one eval row against one `Answer.to_dict()`.
 
-    Returns answerable, correct, f1, refused, evidence_hit, citation_recall, citation_precision and
-    retrieval_rank; metrics that do not apply to the row are None (evidence and retrieval only for
-    answerable rows; citation scores only for answerable rows that were answered).
+    Returns answerable, correct, f1, short_em, short_f1, refused, evidence_hit, citation_recall,
+    citation_precision and retrieval_rank; metrics that do not apply to the row are None (evidence,
+    retrieval and the short answer's SQuAD EM / F1 only for answerable rows, a refusal or a missing
+    short answer scoring 0; citation scores only for answerable rows that were answered).
 
     >>> row = {"answers": ["ISIL"], "evidence_spans": [{"doc_id": "d", "start_char": 0, "end_char": 9}]}
     >>> ans = {"answer": "ISIL did [1].", "refused": False,
     ...        "citations": [{"n": 1, "doc_id": "d", "start_char": 0, "end_char": 9}],
     ...        "retrieved": [{"doc_id": "d", "start_char": 0, "end_char": 200}]}
-    >>> s = score_row(row, ans); (s["correct"], s["f1"], s["citation_recall"], s["retrieval_rank"])
-    (True, 0.6667, 1.0, 1)
+    >>> s = score_row(row, {**ans, "short_answer": "ISIL"})
+    >>> (s["correct"], s["f1"], s["short_em"], s["citation_recall"], s["retrieval_rank"])
+    (True, 0.6667, True, 1.0, 1)
     """
     aliases = list(row.get("answers") or [])
     answerable = bool(aliases)
@@ -218,6 +220,7 @@ def score_row(row: dict, answer: dict) -> dict:
     citations = list(answer.get("citations") or [])
     text = strip_markers(answer.get("answer") or "")
     out: dict[str, Any] = {"answerable": answerable, "refused": refused, "evidence_hit": None,
+                           "short_em": None, "short_f1": None,
                            "citation_recall": None, "citation_precision": None, "retrieval_rank": None}
     if not answerable:
         out.update(correct=refused, f1=1.0 if refused else 0.0)
@@ -225,6 +228,9 @@ def score_row(row: dict, answer: dict) -> dict:
     evidence, cover = evidence_of(row)
     out["correct"] = not refused and exact_contains(text, aliases)
     out["f1"] = 0.0 if refused else round(token_f1(text, aliases), 4)
+    short = "" if refused else answer.get("short_answer") or ""
+    out["short_em"] = bool(short) and any(normalize_answer(short) == normalize_answer(a) for a in aliases)
+    out["short_f1"] = round(token_f1(short, aliases), 4) if short else 0.0
     out["evidence_hit"] = not refused and evidence_hit(citations, evidence, cover)
     out["retrieval_rank"] = retrieval_rank(list(answer.get("retrieved") or []), evidence)
     if not refused:
@@ -283,6 +289,8 @@ def aggregate(scored: list[dict]) -> dict:
         "accuracy": _mean(s["correct"] for s in scored),
         "answer_accuracy": _mean(s["correct"] for s in ans),
         "f1": _mean(s["f1"] for s in scored),
+        "short_em": _mean(s.get("short_em") for s in ans),
+        "short_f1": _mean(s.get("short_f1") for s in ans),
         "refusal_recall": _mean(s["refused"] for s in unans),
         "false_refusal_rate": _mean(s["refused"] for s in ans),
         "evidence_hit": _mean(s["evidence_hit"] for s in ans),

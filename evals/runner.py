@@ -23,7 +23,7 @@ EVALS_DIR = Path(__file__).parent
 DATA_DIR = EVALS_DIR.parent / "data"
 ARTICLE = DATA_DIR / "isil-retakes-syria-border-town.txt"
 
-GATED_UP = ("accuracy", "f1", "refusal_recall", "evidence_hit", "citation_recall", "citation_precision",
+GATED_UP = ("accuracy", "f1", "short_f1", "refusal_recall", "evidence_hit", "citation_recall", "citation_precision",
             "retrieval_recall_at_5", "mrr")  # higher is better
 GATED_DOWN = ("false_refusal_rate",)        # lower is better
 
@@ -40,22 +40,52 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+SQUAD_DIR = EVALS_DIR / "squad-dev"
+SUITES = ("article", "squad-dev", "squad-v2", "off-index")
+
+
 def load_suite(name_or_path: str | Path) -> Suite:
-    """"article", "squad-dev", a .jsonl file (docs: a sibling docs/ folder, else the article) or a
-    folder holding questions.jsonl and docs/."""
-    if str(name_or_path) == "article":
+    """"article", "squad-dev", "squad-v2", "off-index", a .jsonl file (docs: a sibling docs/ folder,
+    else the article) or a folder holding questions.jsonl and docs/.
+
+    - squad-v2: the 200 squad-dev questions plus 250 SQuAD v2.0 unanswerable ones over the same documents.
+    - off-index: only every other squad-dev document is indexed; all 200 questions are asked, and those
+      about a document that is not indexed must be refused.
+    """
+    name = str(name_or_path)
+    if name == "article":
         return Suite("article", _read_jsonl(EVALS_DIR / "article.jsonl"), [ARTICLE])
-    path = EVALS_DIR / "squad-dev" if str(name_or_path) == "squad-dev" else Path(name_or_path)
+    if name == "squad-v2":
+        rows = _read_jsonl(SQUAD_DIR / "questions.jsonl") + _read_jsonl(SQUAD_DIR / "unanswerable-v2.jsonl")
+        return Suite("squad-v2", rows, [SQUAD_DIR / "docs"])
+    if name == "off-index":
+        return off_index_suite(_read_jsonl(SQUAD_DIR / "questions.jsonl"), sorted((SQUAD_DIR / "docs").glob("*.txt")))
+    path = SQUAD_DIR if name == "squad-dev" else Path(name_or_path)
     extra: list[dict] = []
     if path.is_dir():  # a suite folder: questions.jsonl, plus unanswerable.jsonl when there is one
         if (path / "unanswerable.jsonl").is_file():
             extra = _read_jsonl(path / "unanswerable.jsonl")
         path = path / "questions.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"no eval set {str(name_or_path)!r}: use article, squad-dev or a .jsonl path")
+        raise FileNotFoundError(f"no eval set {name!r}: use one of {', '.join(SUITES)} or a .jsonl path")
     docs = path.parent / "docs"
     name = path.parent.name if path.stem == "questions" else path.stem
     return Suite(name, _read_jsonl(path) + extra, [docs] if docs.is_dir() else [ARTICLE])
+
+
+def off_index_suite(rows: list[dict], docs: list[Path]) -> Suite:
+    """Index every other document (sorted by name); a question about one left out becomes unanswerable.
+
+    >>> s = off_index_suite([{"id": "1", "doc_id": "a.txt", "answers": ["x"]},
+    ...                      {"id": "2", "doc_id": "b.txt", "answers": ["y"]}], [Path("a.txt"), Path("b.txt")])
+    >>> [p.name for p in s.doc_paths], [(r["answers"], r["type"]) for r in s.rows]
+    (['a.txt'], [(['x'], 'indexed'), ([], 'off-index')])
+    """
+    indexed = docs[::2]
+    names = {p.name for p in indexed}
+    out = [{**r, "type": "indexed"} if r["doc_id"] in names else
+           {**r, "answers": [], "reference": "", "type": "off-index"} for r in rows]
+    return Suite("off-index", out, indexed)
 
 
 def _drop_collection(cfg: Any) -> None:

@@ -46,6 +46,7 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "max_file_mb": ("CITEQA_MAX_FILE_MB", 50, int),
     "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
     "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 0, int),
+    "reader": ("CITEQA_READER", "", str),
 }
 
 
@@ -68,6 +69,7 @@ class Config:
     max_file_mb: int
     timeout_s: int
     context_sentences: int  # best sentences shown to a generative backend; 0 = the backend's default
+    reader: str  # folder of a reader model (reader.json + ONNX); "" = the shipped one
 
     @classmethod
     def resolve(cls, **overrides: Any) -> "Config":

@@ -1,25 +1,24 @@
-"""The offline default: the answer is the evidence sentence(s) themselves, verbatim, each cited.
+"""The offline default: the reader's answer phrase, then the evidence sentence(s) verbatim, each cited.
 
-The work of choosing them is done by retrieval and `agent.select`; this backend only writes them out,
-led by the short answer phrase when the first sentence holds exactly one of the asked-for type:
-"How many prisoners were taken?" -> "At least 15 [1]. The ISIL-affiliated Amaq news agency ... [1]".
+The work of choosing them is done by retrieval, `agent.select` and the reader (`agent.read`); this
+backend only writes them out: "How many prisoners were taken?" -> "At least 15 [1]. The ISIL-affiliated
+Amaq news agency ... [1]".
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from agent.answertype import short_answer
 from agent.cite import Passage
 
 
 class ExtractiveBackend:
     name = "extractive"
-    model = "all-MiniLM-L6-v2 + BM25 (extractive)"
+    model = "all-MiniLM-L6-v2 + BM25 + citeqa reader (extractive)"
     generative = False
 
     def draft(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        phrase = short_answer(question, passages[0].text) if passages else None
+        phrase = passages[0].answer if passages else ""
         if phrase:
             yield f"{phrase[0].upper()}{phrase[1:]} [{passages[0].n}]. "
         yield " ".join(f"{p.text} [{p.n}]" for p in passages)

@@ -1,0 +1,59 @@
+"""Read the best-ranked candidates with the reader; return the answer spans, most probable first.
+
+Each candidate sentence is read with its neighbours (the passage the reader was trained on). The
+reader's span may fall in a neighbour: the sentence that holds the span is the one cited. Pure: it
+takes the selection's sentences and anything with `read(question, passages) -> [Reading]`.
+
+>>> from agent.reader import Reading
+>>> class Fake:
+...     def read(self, question, passages):
+...         return [Reading(0.9 if "Acme" in p else 0.1, p.find("Acme"), p.find("Acme") + 4, "Acme", 0.8)
+...                 for p in passages]
+>>> s = [Sentence(f"d#x:s{i}", "d", "d.txt", "d#c0", i, 0, 0, t, None) for i, t in
+...      enumerate(["It rained.", "Acme built the bridge.", "It opened in 1932."])]
+>>> picks = read("Who built the bridge?", [s[2]], {s[2].id: s[1:]}, Fake())
+>>> picks[0].sentence.text, picks[0].answer, picks[0].prob
+('Acme built the bridge.', 'Acme', 0.9)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.retrieve import Sentence
+
+SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
+
+
+@dataclass
+class Pick:
+    sentence: Sentence  # the sentence that holds the answer span
+    answer: str         # the span ("" when the span is not a phrase inside the sentence)
+    prob: float         # the reader's calibrated probability for the passage it was read in
+
+
+def _holder(window: list[Sentence], start: int) -> tuple[Sentence, int]:
+    """The sentence of `window` (joined by single spaces) holding character `start`, and its offset."""
+    at = 0
+    for s in window:
+        if start < at + len(s.text) + 1:
+            return s, at
+        at += len(s.text) + 1
+    return window[-1], at - len(window[-1].text) - 1
+
+
+def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sentence]], reader) -> list[Pick]:
+    """One `Pick` per sentence that holds a span, best probability first (a sentence found from
+    several passages keeps its best)."""
+    groups = [windows.get(c.id) or [c] for c in candidates]
+    readings = reader.read(question, [" ".join(s.text for s in g) for g in groups])
+    best: dict[str, Pick] = {}
+    for group, r in zip(groups, readings):
+        sentence, at = _holder(group, r.start)
+        lo, hi = max(0, r.start - at), min(len(sentence.text), r.end - at)
+        phrase = sentence.text[lo:hi].strip() if hi > lo else ""
+        if len(phrase) > SHORT_SHARE * len(sentence.text):
+            phrase = ""
+        if sentence.id not in best or r.prob > best[sentence.id].prob:
+            best[sentence.id] = Pick(sentence, phrase, r.prob)
+    return sorted(best.values(), key=lambda p: -p.prob)

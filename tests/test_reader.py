@@ -1,0 +1,116 @@
+"""The reader: training examples, span decoding, calibration, and the shipped model itself.
+
+The model tests run the real shipped ONNX reader (no fake): it must find the span in a passage that
+answers, and refuse passages that do not, on text written here (no eval question).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.reader import MODEL_DIR, Reader, best_span, get_reader
+from citeqa.train_reader import Example, balance, build_examples, fit_platt
+from index.errors import ConfigError
+
+ARTICLE = {"title": "Bridges", "paragraphs": [
+    {"context": "The Halden bridge crosses the river Elv. It was built by Acme Steel in 1932. "
+                "Its main span is 240 metres long. Tolls were abolished in 1990. The town holds a fair every May.",
+     "qas": [{"id": "q1", "question": "Who built the Halden bridge?",
+              "answers": [{"text": "Acme Steel", "answer_start": 57}]},
+             {"id": "q2", "question": "Who painted the Halden bridge?", "is_impossible": True, "answers": [],
+              "plausible_answers": [{"text": "Acme Steel", "answer_start": 57}]}]},
+    {"context": "The ferry to Marrow Island carries up to 180 passengers. It sails twice a day in summer.",
+     "qas": [{"id": "q3", "question": "How many passengers does the ferry carry?",
+              "answers": [{"text": "up to 180", "answer_start": 35}]}]},
+]}
+
+
+def test_examples_hold_the_gold_span_and_negatives_do_not() -> None:
+    examples = build_examples([ARTICLE], random.Random(0))
+    pos = [e for e in examples if e.kind == "pos"]
+    assert {e.passage[e.start:e.end] for e in pos} == {"Acme Steel", "up to 180"}
+    negatives = [e for e in examples if e.kind != "pos"]
+    assert {e.kind for e in negatives} >= {"v2", "para", "article"}
+    for e in negatives:
+        assert e.start == -1
+        if e.qid == "q1" and e.kind != "v2":
+            assert "Acme Steel" not in e.passage
+    v2 = [e for e in negatives if e.kind == "v2"]
+    assert v2 and all("Acme Steel" in e.passage for e in v2), "the plausible answer's passage is a near miss"
+
+
+def test_balance_keeps_half_answerable_and_every_v2_example() -> None:
+    ex = [Example("q", "p", 0, 1, "pos")] * 100 + [Example("q", "p", kind="v2")] * 10 + \
+         [Example("q", "p", kind="other")] * 100
+    out = balance(ex, 60, random.Random(0))
+    kinds = [e.kind for e in out]
+    assert len(out) == 60 and kinds.count("pos") == 30 and kinds.count("v2") == 10
+
+
+def test_best_span_stays_inside_the_passage_and_ordered() -> None:
+    start = np.array([9.0, 0.0, 3.0, 0.0, 0.0])
+    end = np.array([9.0, 0.0, 0.0, 2.0, 8.0])
+    passage = np.array([False, True, True, True, False])  # [CLS] and [SEP] are not answers
+    i, j, p = best_span(start, end, passage)
+    assert (i, j) == (2, 3) and 0 < p <= 1
+
+
+def test_platt_fit_recovers_a_known_scale() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 20_000)
+    labels = (rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
+    a, b = fit_platt(logits, labels)
+    assert a == pytest.approx(0.5, abs=0.05) and b == pytest.approx(-1.0, abs=0.08)
+
+
+# --- the shipped model ---------------------------------------------------------------------------
+
+def test_shipped_reader_matches_its_recorded_sha256() -> None:
+    meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
+    assert hashlib.sha256((MODEL_DIR / meta["onnx"]).read_bytes()).hexdigest() == meta["sha256"]
+    assert 0 < meta["threshold"] < 1 and meta["held_out"]["n_passages"] > 1000
+
+
+@pytest.mark.parametrize("question, passage, answer", [
+    ("Who built the Halden bridge?", "The Halden bridge crosses the river Elv. It was built by Acme Steel in 1932. "
+     "Its main span is 240 metres long.", "Acme Steel"),
+    ("How many passengers does the Marrow Island ferry carry?",
+     "The ferry to Marrow Island carries up to 180 passengers. It sails twice a day in summer.", "180"),
+    ("When was the Kestrel Valley orchard founded?",
+     "Kestrel Valley Orchard was founded in 1952 by two brothers. It grows forty kinds of apple.", "1952"),
+])
+def test_shipped_reader_finds_the_span(question: str, passage: str, answer: str) -> None:
+    reader = get_reader()
+    r = reader.read(question, [passage])[0]
+    assert answer in r.answer and len(r.answer) < 30, r
+    assert r.prob >= reader.threshold, r
+
+
+@pytest.mark.parametrize("question, passage", [
+    ("When was the Marrow Island Lighthouse built?",
+     "Kestrel Valley Orchard was founded in 1952 by two brothers. It grows forty kinds of apple."),
+    ("Who designed the castle of Lyon?", "The theatre of Nantes was designed by Mathurin Crucy in 1788."),
+])
+def test_shipped_reader_says_no_answer_for_an_unrelated_passage(question: str, passage: str) -> None:
+    reader = get_reader()
+    r = reader.read(question, [passage])[0]
+    assert r.prob < reader.threshold, r
+
+
+def test_read_ranks_the_answering_passage_first() -> None:
+    reader = get_reader()
+    passages = ["The town holds a fair every May.", "The bridge was built by Acme Steel in 1932.",
+                "Tolls were abolished in 1990."]
+    probs = [r.prob for r in reader.read("Who built the bridge?", passages)]
+    assert int(np.argmax(probs)) == 1
+
+
+def test_missing_reader_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="make train-reader"):
+        Reader(tmp_path)
