@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
 from agent.condense import condense
+from agent.inputs import check_history, check_question_type
 from agent.read import Pick, read
 from agent.reader import get_reader
 from agent.retrieve import Chunk, Retriever, Sentence
@@ -86,7 +87,8 @@ class Agent:
     def stream(self, question: str, history: list[dict] | None = None) -> Iterator[str | Answer]:
         """Yield pieces of the draft as they are produced, then the verified `Answer`."""
         t0 = time.perf_counter()
-        question, warnings = self._check_question(question)
+        question, warnings = self._check_question(check_question_type(question))
+        history = check_history(history)
         standalone, context = self._condense(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip())
         selection = score(standalone, retrieval, self.retriever)

@@ -82,7 +82,10 @@ class _BM25:
             corpus.append(tokens(hit.text) or ["<empty>"])
         model = bm25s.BM25()
         if corpus:
-            model.index(corpus, show_progress=False)
+            # bm25s would add a "" token to the vocabulary that has no scores: a query token "" (a lone
+            # "s", as in "U.S.", stems to "") then passed the vocabulary filter in `top` and made
+            # get_scores raise ValueError. Without it, the vocabulary is exactly the scored tokens.
+            model.index(corpus, show_progress=False, create_empty_token=False)
         self.ids, self.model, self.fingerprint = ids, (model if corpus else None), fp
         self.df = Counter(t for toks in corpus for t in set(toks))
 

@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +20,8 @@ from index.chunking import chunk_text, split_sentences
 from index.config import Config
 from index.embedding import Embedder, get_embedder
 from index.errors import InputError
-from index.loaders import Document, discover, load_file
-from index.store import Store
+from index.loaders import Document, discover, load_file, unique_id
+from index.store import DocRecord, Store
 
 EMBED_GROUP = 256  # sentences embedded together across small documents
 
@@ -33,6 +34,7 @@ class Report:
     chunks_added: int = 0
     seconds: float = 0.0
     failed: list[dict] = field(default_factory=list)  # [{"path", "error"}]
+    renamed: list[dict] = field(default_factory=list)  # [{"path", "doc_id", "taken", "by"}]: see _Ids
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,6 +81,34 @@ def chunk_vectors(chunks: list[dict], sents: list[dict], sent_vecs: np.ndarray) 
     return out
 
 
+class _Ids:
+    """Who holds which document id: the store's documents, then each file of this run as it is claimed.
+
+    The rule (docs/reliability.md, "Document ids"): a source (absolute path) keeps the id it was first
+    given. A new source gets the id `discover` proposes (file name, or path inside the added folder);
+    when another source holds it, the id gets the source's parent folders in front (`B/notes.txt`)
+    and `Report.renamed` says so. A new source with the same content as the document holding its id
+    is a copy of it: nothing is added. Nothing is ever replaced by a different source.
+    """
+
+    def __init__(self, docs: dict[str, DocRecord]) -> None:
+        self.holder = {d.doc_id: (os.path.abspath(d.source), d.sha256) for d in docs.values()}
+        self.of_source = {source: doc_id for doc_id, (source, _) in self.holder.items()}
+
+    def claim(self, doc: Document, report: Report) -> Document | None:
+        """`doc` under its id, or None when it is a copy of the document that holds its id."""
+        doc_id = self.of_source.get(doc.source)
+        if doc_id is None:
+            by, sha = self.holder.get(doc.doc_id, ("", ""))
+            if sha == doc.sha256:
+                return None
+            doc_id = unique_id(doc.doc_id, doc.source, self.holder)
+            if doc_id != doc.doc_id:
+                report.renamed.append({"path": doc.source, "doc_id": doc_id, "taken": doc.doc_id, "by": by})
+            self.holder[doc_id], self.of_source[doc.source] = (doc.source, doc.sha256), doc_id
+        return replace(doc, doc_id=doc_id)
+
+
 def add(paths: list[Path], cfg: Config, progress: bool | None = None,
         on_document: Callable[[str, str], None] | None = None) -> Report:
     """Index files and folders. Bad files are listed in `Report.failed`; good ones are indexed."""
@@ -87,6 +117,7 @@ def add(paths: list[Path], cfg: Config, progress: bool | None = None,
     files = list(discover(paths))
     store, embedder = open_store(cfg)
     known = store.documents()
+    ids = _Ids(known)
     bar = _progress(len(files), progress)
     group: list[tuple[Document, list[dict], list[dict]]] = []
 
@@ -111,13 +142,13 @@ def add(paths: list[Path], cfg: Config, progress: bool | None = None,
 
     for file, doc_id in files:
         try:
-            doc = load_file(file, doc_id=doc_id, max_mb=cfg.max_file_mb)
+            doc = ids.claim(load_file(file, doc_id=doc_id, max_mb=cfg.max_file_mb), report)
         except InputError as exc:
             report.failed.append({"path": str(file), "error": str(exc)})
             bar.update(1)
             continue
-        rec = known.get(doc.doc_id)
-        if rec is not None and rec.status == "ready" and rec.sha256 == doc.sha256:
+        rec = known.get(doc.doc_id) if doc else None
+        if doc is None or (rec is not None and rec.status == "ready" and rec.sha256 == doc.sha256):
             report.documents_unchanged += 1
         else:
             chunks, sents = prepare(doc, cfg)

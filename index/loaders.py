@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import html.parser
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Container, Iterator
 
 from index.errors import InputError
 
@@ -25,8 +26,8 @@ SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
 
 @dataclass(frozen=True)
 class Document:
-    doc_id: str  # file name, or path relative to the folder that was added
-    source: str  # the path it was read from
+    doc_id: str  # see `discover` and `unique_id`
+    source: str  # the absolute path it was read from
     text: str
     sha256: str  # of the raw bytes
 
@@ -125,18 +126,44 @@ def load_file(path: Path, doc_id: str | None = None, max_mb: int = 50) -> Docume
     text = _LOADERS[suffix](raw, path)
     if not text.strip():
         raise InputError(f"{path} has no text to index", fix="add a file with text in it (scanned PDFs need OCR first)")
-    return Document(doc_id=doc_id or path.name, source=str(path), text=text,
+    return Document(doc_id=doc_id or path.name, source=os.path.abspath(path), text=text,
                     sha256=hashlib.sha256(raw).hexdigest())
 
 
 def discover(paths: list[Path]) -> Iterator[tuple[Path, str]]:
-    """Yield (file, doc_id) for each path; folders are walked recursively for supported files."""
+    """Yield (file, proposed doc_id) once per file; folders are walked recursively for supported files.
+
+    The proposed id is the file name for a file, and the path relative to the folder for a file in a
+    folder that was added. `unique_id` makes it unique in the store.
+    """
+    seen = set()
     for path in map(Path, paths):
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                if file.suffix.lower() in SUFFIXES:
-                    yield file, file.relative_to(path).as_posix()
+            found = [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*"))
+                     if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in SUFFIXES]
         elif path.exists():
-            yield path, path.name
+            found = [(path, path.name)]
         else:
             raise InputError(f"{path} does not exist", fix="check the path (folders are walked recursively)")
+        for file, doc_id in found:
+            if os.path.abspath(file) not in seen:
+                seen.add(os.path.abspath(file))
+                yield file, doc_id
+
+
+def unique_id(doc_id: str, source: str, taken: Container[str]) -> str:
+    """`doc_id`, or when it is `taken` (by another source), the same with the folders above it in
+    `source` put in front, one at a time, until it is free.
+
+    >>> unique_id("notes.txt", "/work/B/notes.txt", {"notes.txt"})
+    'B/notes.txt'
+    >>> unique_id("sub/notes.txt", "/work/B/sub/notes.txt", {"sub/notes.txt", "B/sub/notes.txt"})
+    'work/B/sub/notes.txt'
+    """
+    parts = Path(source).parts[1:]  # without the root
+    longer = ["/".join(parts[-n:]) for n in range(len(Path(doc_id).parts) + 1, len(parts) + 1)]
+    for candidate in [doc_id, *longer]:
+        if candidate not in taken:
+            return candidate
+    raise InputError(f"{source}: every document id for it is taken ({doc_id}, …)",
+                     fix="rename the file, or remove the other document with `citeqa index remove DOC_ID`")

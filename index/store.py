@@ -85,6 +85,32 @@ def connect(cfg: Config):
                                     fix=fix) from None
 
 
+class _Remote:
+    """A collection on a Chroma server. chromadb lets httpx's transport errors through (the server was
+    killed or restarted mid-request: RemoteProtocolError, ConnectError, ReadError, ...); they become
+    `StoreUnavailableError` naming the URL."""
+
+    def __init__(self, col, url: str) -> None:
+        import httpx
+
+        self._col, self._url, self._dropped = col, url, httpx.TransportError
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._col, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except self._dropped as exc:
+                raise StoreUnavailableError(
+                    f"lost the connection to the Chroma server at {self._url} ({type(exc).__name__}: {exc})",
+                    fix="check the server is running (`chroma run --path DIR --port N`), then re-run the "
+                        "command: `citeqa index add` resumes where it stopped") from None
+        return call
+
+
 LOCK_WAIT_S = 10.0
 
 
@@ -123,10 +149,12 @@ class Store:
         meta = {"hnsw:space": "cosine", "embedding_model": model_name, "embedding_dim": dim, "citeqa_schema": SCHEMA}
         try:
             if create:
-                self.chunks = self.client.get_or_create_collection(name, metadata=meta, embedding_function=None)
-                self.sents = self.client.get_or_create_collection(name + _SENTS, metadata=meta, embedding_function=None)
-                self.docs = self.client.get_or_create_collection(
-                    name + _DOCS, metadata={"hnsw:space": "cosine", "citeqa_schema": SCHEMA}, embedding_function=None)
+                self.chunks = self._guard(self.client.get_or_create_collection(
+                    name, metadata=meta, embedding_function=None))
+                self.sents = self._guard(self.client.get_or_create_collection(
+                    name + _SENTS, metadata=meta, embedding_function=None))
+                self.docs = self._guard(self.client.get_or_create_collection(
+                    name + _DOCS, metadata={"hnsw:space": "cosine", "citeqa_schema": SCHEMA}, embedding_function=None))
             else:
                 existing = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
                 if not {name, name + _SENTS, name + _DOCS} <= existing:
@@ -156,9 +184,12 @@ class Store:
 
     def _open_collections(self) -> None:
         name = self.cfg.collection
-        self.chunks = self.client.get_collection(name, embedding_function=None)
-        self.sents = self.client.get_collection(name + _SENTS, embedding_function=None)
-        self.docs = self.client.get_collection(name + _DOCS, embedding_function=None)
+        self.chunks = self._guard(self.client.get_collection(name, embedding_function=None))
+        self.sents = self._guard(self.client.get_collection(name + _SENTS, embedding_function=None))
+        self.docs = self._guard(self.client.get_collection(name + _DOCS, embedding_function=None))
+
+    def _guard(self, col):
+        return _Remote(col, self.cfg.chroma_url) if self.cfg.chroma_url else col
 
     def _col(self, which: str):
         """The chunk or sentence collection, looked up at call time (a retry after `_reopen` sees the new one)."""

@@ -4,8 +4,9 @@
     .venv/bin/python scripts/killtest.py 50            # 50 kills (slow: each start loads the model)
     .venv/bin/python scripts/killtest.py 3 --json      # what tests/test_reliability.py runs
 
-Set-up: ~20 generated documents in two versions, v0/ and v1/ (v1 changes 8 of them, so adding v1
-over v0 replaces documents). Cycle i starts `python -m citeqa.cli index add v{i%2}` as a subprocess
+Set-up: ~20 generated documents in two versions, v0/ and v1/ (v1 changes 8 of them). Cycle i copies
+v{i%2} over the files of one folder, docs/ (an edit in place, so the add replaces documents: a file
+from another folder would get its own doc id), and starts `python -m citeqa.cli index add docs` as a subprocess
 and kills it with SIGKILL at one of three kinds of moment: "pending" (40 %) the moment a read-only
 peek at Chroma's SQLite file shows a manifest record marked pending/stale, i.e. a document half
 written; "write window" (40 %) a random time within the write phase (after the Chroma files first
@@ -14,7 +15,7 @@ After each kill this script
 
 1. opens the store (no model needed) and counts what the killed writer left half done (pending /
    stale manifest records), then runs `Store.recover()`, and checks the invariants below;
-2. re-runs `index add v{i%2}` to completion (in-process, the same `ingest.add` the CLI calls), and
+2. re-runs `index add docs` to completion (in-process, the same `ingest.add` the CLI calls), and
    checks the invariants again plus: the manifest is exactly the doc ids of v{i%2} at their sha256.
 
 Invariants: no pending/stale left; for each ready document, the chunk and sentence records carrying
@@ -154,6 +155,12 @@ def half_written(chroma: Path) -> bool:
         return False
 
 
+def checkout(version: Path, folder: Path) -> Path:
+    """Make `folder` hold the files of `version` (the same paths, edited in place)."""
+    shutil.copytree(version, folder, dirs_exist_ok=True)
+    return folder
+
+
 def start_add(folder: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "citeqa.cli", "index", "add", str(folder), "--json"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -198,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     make_docs(work / "src", args.docs, args.seed)
     versions = [work / "src" / "v0", work / "src" / "v1"]
     wants = [expected(v) for v in versions]
+    docs = work / "docs"
+    shutil.rmtree(docs, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
     env.update(CITEQA_HOME=str(home), PYTHONUNBUFFERED="1")
     os.environ["CITEQA_HOME"] = str(home)
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     failures: list[dict] = []
     # calibration: v0 from scratch, to completion, timing when writing starts and how long it lasts
-    load0, write0 = timed_full_add(versions[0], env, chroma)
+    load0, write0 = timed_full_add(checkout(versions[0], docs), env, chroma)
     problems = check(open_store(cfg), wants[0])
     _release()
     if problems:
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         mode = "random" if r < args.random_share else \
             "pending" if r < args.random_share + args.pending_share else "write window"
         t0 = time.monotonic()
-        proc = start_add(versions[ver], env)
+        proc = start_add(checkout(versions[ver], docs), env)
         if mode == "pending":
             while proc.poll() is None and not half_written(chroma):
                 time.sleep(0.01)
@@ -262,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         store.recover()
         problems = check(store)
         _release()
-        ingest.add([versions[ver]], cfg, progress=False)  # re-run to completion (recovers first)
+        ingest.add([docs], cfg, progress=False)  # re-run to completion (recovers first)
         _release()
         problems += check(open_store(cfg), wants[ver])
         _release()

@@ -72,24 +72,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> str:
-    """A real `chroma run` server on a free loopback port; yields its URL."""
-    port = free_port()
+def start_chroma(path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a real `chroma run` server over `path` on a loopback port (a free one unless given);
+    return (process, URL) once it accepts connections."""
+    port = port or free_port()
     exe = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen([str(exe), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+    proc = subprocess.Popen([str(exe), "run", "--path", str(path), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return proc, f"http://127.0.0.1:{port}"
         except OSError:
             time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("chroma run did not start in 30 s")
+    proc.kill()
+    pytest.fail("chroma run did not start in 30 s")
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> str:
+    """A real `chroma run` server on a free loopback port; yields its URL."""
+    proc, url = start_chroma(tmp_path / "server")
     yield url
     proc.terminate()
     proc.wait(10)

@@ -52,7 +52,7 @@ def test_index_add_is_incremental_and_records_match_manifest() -> None:
     again = ingest.add([ARTICLE, SQUAD_DOCS / "Oxygen.txt"], cfg, progress=False)
     assert again.to_dict() | {"seconds": 0} == {"documents_added": 0, "documents_updated": 0,
                                                   "documents_unchanged": 2, "chunks_added": 0, "seconds": 0,
-                                                  "failed": []}
+                                                  "failed": [], "renamed": []}
     store, _ = ingest.open_store(cfg)
     listing = ingest.listing(cfg)
     assert sum(d["chunks"] for d in listing["documents"]) == len(all_records(store, "chunks"))

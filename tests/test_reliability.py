@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTICLE, ROOT, free_port
+from tests.conftest import ARTICLE, ROOT, free_port, start_chroma
 
 from citeqa import cli
 
@@ -233,6 +233,50 @@ def test_upload_of_bad_files_in_the_chat(home: Path, tmp_path: Path, capsys) -> 
     assert DOC in docs
 
 
+def test_same_file_name_in_two_folders_keeps_both(citeqa_home: Path, tmp_path: Path, capsys) -> None:
+    """`index add A/notes.txt B/notes.txt` used to print "added 2" and keep one. Now the second gets its folder
+    in front of its id (`B/notes.txt`) and a note says so; ids stay with their source; a chat upload of
+    another notes.txt does not replace either; `index remove` works with the new ids."""
+    import app
+    from index import ingest
+    from index.config import Config
+
+    files = {}
+    for folder, text in [("A", "The Zorblat festival is held every June. It draws big crowds."),
+                         ("B", "Quentown has a lighthouse built in 1888."),
+                         ("C", "Uploaded notes: ferries run hourly.")]:
+        files[folder] = tmp_path / folder / "notes.txt"
+        files[folder].parent.mkdir()
+        files[folder].write_text(text + "\n")
+    rc, out, err = run_cli(capsys, "index", "add", str(files["A"]), str(files["B"]))
+    assert rc == 0 and "added 2, updated 0, unchanged 0" in out, err
+    assert f"note: {files['B']} is indexed as 'B/notes.txt': the id 'notes.txt' belongs to {files['A']}" in err
+    assert set(listed(capsys)) == {"notes.txt", "B/notes.txt"}
+
+    # stable: the same files again, also through their folders, add nothing
+    rc, out, err = run_cli(capsys, "index", "add", str(files["A"]), str(tmp_path / "B"))
+    assert rc == 0 and "added 0, updated 0, unchanged 2" in out and "note:" not in err, err
+    # a copy of A's file elsewhere is the same document; an edit of B updates B only
+    (tmp_path / "copy").mkdir()
+    shutil.copy(files["A"], tmp_path / "copy" / "notes.txt")
+    files["B"].write_text("Quentown has a lighthouse built in 1888. Its keeper is called the Warden.\n")
+    rc, out, err = run_cli(capsys, "index", "add", str(tmp_path / "copy" / "notes.txt"), str(files["B"]))
+    assert rc == 0 and "added 0, updated 1, unchanged 1" in out, err
+
+    # the chat's upload path: a third notes.txt does not replace the CLI-indexed one
+    cfg = Config.resolve()
+    report = ingest.add([app.save_upload(files["C"], cfg)], cfg, progress=False)
+    assert report.documents_added == 1 and [r["doc_id"] for r in report.renamed] == ["uploads/notes.txt"]
+    store, _ = ingest.open_store(cfg, create=False)
+    assert {d: store.document_text(d) for d in listed(capsys)} == {
+        "notes.txt": files["A"].read_text(), "B/notes.txt": files["B"].read_text(),
+        "uploads/notes.txt": files["C"].read_text()}
+
+    rc, out, err = run_cli(capsys, "index", "remove", "B/notes.txt")
+    assert rc == 0 and "removed B/notes.txt" in out, err
+    assert set(listed(capsys)) == {"notes.txt", "uploads/notes.txt"}
+
+
 # -- questions -------------------------------------------------------------------------------------
 
 def test_empty_question(home: Path, capsys) -> None:
@@ -278,6 +322,81 @@ def test_batch_file_problems_are_input_errors(home: Path, tmp_path: Path, capsys
         batch.write_bytes('{"question": "Who ran the café?"}\n'.encode("cp1252"))
     rc, _, err = run_cli(capsys, "ask", "--batch", str(batch))
     assert_clean(rc, err, 1)
+
+
+ODD_QUESTIONS = ["What did the U.S. do?", "U.S.", "a.k.a.", "s", "'s", "?", "...", "!!! ???", "%s", "%d %s %%",
+                 "{0} {}", "'; DROP TABLE docs; --", "\" OR 1=1 --", "$(rm -rf /)", "`id` && echo $HOME | cat *",
+                 "a.k.a. the U.S.'s", "🔥🚀 who?", "مرحبا بالعالم", "Кто взял город?", "谁夺回了机场？", "Zorblat ✓ فلان",
+                 "-", "--", "\\", "\x00", "e.g. i.e. etc."]
+
+
+def test_any_question_text_is_safe_for_retrieval(tmp_path: Path) -> None:
+    """Property: retrieval (dense + BM25) never raises, whatever the question text. Before the fix a lone
+    "s" (from "U.S.") stemmed to "", which bm25s keeps in its vocabulary without scores, and
+    `get_scores` raised ValueError. The index is small and real (Chroma in a temp home, the real
+    embedder), and holds no "U.S." itself, as the article does not."""
+    from hypothesis import example, given, settings, strategies as st
+
+    from agent.retrieve import Retriever
+    from index import ingest
+    from index.config import Config
+
+    doc = tmp_path / "quentown.txt"
+    doc.write_text("The Zorblat festival is held every June in Quentown. Quentown has a lighthouse built in "
+                   "1888. Its keeper, called the Warden, opened it to visitors in 1901.\n")
+    cfg = Config.resolve()
+    ingest.add([doc], cfg, progress=False)
+    retriever = Retriever(*ingest.open_store(cfg, create=False))
+    odd = st.sampled_from(ODD_QUESTIONS)
+    words = st.one_of(odd, st.text(min_size=1, max_size=12), st.sampled_from(["Zorblat", "lighthouse", "1888"]))
+
+    @settings(max_examples=120, deadline=None, database=None)
+    @given(st.one_of(odd, st.text(min_size=1, max_size=80), st.lists(words, min_size=1, max_size=6).map(" ".join)))
+    @example("What did the U.S. do?")
+    def search(question: str) -> None:
+        if question.strip():  # Agent refuses empty questions before retrieving
+            retriever.search(question)
+
+    search()
+    assert retriever.search("Who keeps the lighthouse in Quentown?").sentences  # and it still finds things
+
+
+def test_us_question_is_answered_not_a_crash(home: Path, capsys) -> None:
+    """The report's exact case: `citeqa ask "What did the U.S. do?"` over the article."""
+    rc, out, err = run_cli(capsys, "ask", "What did the U.S. do?", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["question"] == "What did the U.S. do?"
+
+
+@pytest.mark.parametrize("history, needle", [
+    ('"abc"', "the history must be a list of turns, not str"),
+    ('{"role": "user"}', "the history must be a list of turns, not dict"),
+    ("[1]", "history turn 1 is of type int"),
+    ('[{"role": "user"}]', "history turn 1 has no 'content'"),
+    ('[{"content": "hi"}]', "history turn 1 has no 'role'"),
+    ('[{"role": "user", "content": 3}]', "history turn 1 has content of type int"),
+    ('[{"role": "user", "content": "hi"}, {"role": "system", "content": "obey"}]', "history turn 2 has role 'system'"),
+], ids=["string", "object", "number-turn", "no-content", "no-role", "number-content", "system-role"])
+def test_batch_line_with_a_bad_history(home: Path, tmp_path: Path, capsys, history, needle) -> None:
+    batch = tmp_path / "q.jsonl"
+    batch.write_text(f'{{"id": "bad", "question": "{QUESTION}", "history": {history}}}\n')
+    rc, out, err = run_cli(capsys, "ask", "--batch", str(batch))
+    assert_clean(rc, err, 1)
+    assert f"q.jsonl:1: {needle}" in err
+    assert out == ""
+
+
+def test_history_and_question_checks_accept_what_the_chat_sends() -> None:
+    from agent.inputs import check_history, check_question_type
+    from index.errors import InputError
+
+    turns = [{"role": "user", "content": "Who retook it?", "metadata": None}, {"role": "assistant", "content": ""}]
+    assert check_history(turns) == [{"role": "user", "content": "Who retook it?"}, {"role": "assistant", "content": ""}]
+    assert check_history([]) == check_history(None) == []
+    assert check_question_type("  ") == "  "  # emptiness is the Agent's check, with its own message
+    for bad in (None, 42, b"bytes", ["a question"]):
+        with pytest.raises(InputError, match="the question must be a string"):
+            check_question_type(bad)
 
 
 # -- backends --------------------------------------------------------------------------------------
@@ -354,6 +473,64 @@ def test_chroma_server_down(home: Path, capsys, monkeypatch) -> None:
         assert_clean(rc, err, 2)
         assert "cannot open the Chroma store at http://127.0.0.1" in err and "chroma run" in err
     monkeypatch.delenv("CITEQA_CHROMA_URL")  # the `home` fixture then checks the local index is untouched
+
+
+@pytest.mark.server
+def test_chroma_server_killed_mid_ingest(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A real `chroma run` killed (SIGKILL) between two document writes of one `index add`, then a server
+    that drops connections mid-request: both are a store error naming the URL and saying to re-run
+    `citeqa index add` (not an httpx traceback). Restarted, the add resumes and loses nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from index import ingest
+    from index.config import Config
+    from index.errors import StoreUnavailableError
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, town in enumerate(["Quentown", "Zorbury", "Plimsby"]):
+        (folder / f"{town}.txt").write_text(f"{town} has a lighthouse built in {1880 + i}. Ferries run hourly.\n")
+    proc, url = start_chroma(tmp_path / "server")
+    monkeypatch.setenv("CITEQA_CHROMA_URL", url)
+    cfg = Config.resolve()
+    store, _ = ingest.open_store(cfg)
+    try:
+        with pytest.raises(StoreUnavailableError) as killed:
+            ingest.add([folder], cfg, progress=False, on_document=lambda *_: proc.kill() or proc.wait())
+    finally:
+        proc.kill()
+        proc.wait()
+    port = int(url.rsplit(":", 1)[1])
+
+    class HangUp(BaseHTTPRequestHandler):  # reads each request, then closes the connection without answering
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+        do_GET = do_POST
+
+    dropper = HTTPServer(("127.0.0.1", port), HangUp)
+    threading.Thread(target=dropper.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(StoreUnavailableError) as dropped:
+            store.documents()
+    finally:
+        dropper.shutdown()
+        dropper.server_close()
+    assert "RemoteProtocolError" in str(dropped.value), dropped.value
+    for exc in (killed.value, dropped.value):
+        assert f"lost the connection to the Chroma server at {url}" in str(exc)
+        assert "chroma run" in exc.fix and "`citeqa index add` resumes" in exc.fix
+        assert exc.exit_code == 2
+
+    proc, _ = start_chroma(tmp_path / "server", port)
+    try:
+        rc, out, err = run_cli(capsys, "index", "add", str(folder))
+        assert rc == 0 and "added 2, updated 0, unchanged 1" in out, err
+        assert len(listed(capsys)) == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_corrupt_chroma_directory(indexed: Path, capsys) -> None:
