@@ -20,6 +20,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
+from citeqa import plural
 from index.config import Config  # sets GRADIO_ANALYTICS_ENABLED=False and the offline flags on import
 from index.errors import CiteqaError, ConfigError, IndexMissingError, InputError
 from index.loaders import SUFFIXES
@@ -183,9 +184,10 @@ def build_app(agent) -> "gr.Blocks":
                 body = highlight(texts[c.doc_id], c.start_char, c.end_char)
             except CiteqaError:
                 body = f"<mark>{_md_escape(c.text)}</mark>"
+            title = f"[{c.n}] {c.doc_id}" + (f", p. {c.page}" if c.page else "")
             msgs.append(gr.ChatMessage(
                 content=body,
-                metadata={"title": f"[{c.n}] {c.doc_id}", "log": f"score {c.score:.2f}",
+                metadata={"title": title, "log": f"score {c.score:.2f}",
                           **({} if c.n == 1 else {"status": "done"})}))
         return msgs
 
@@ -225,23 +227,29 @@ def build_app(agent) -> "gr.Blocks":
         if not docs:
             table = "*No documents yet. Upload some above.*"
         else:
-            rows = "\n".join(f"- **{_md_escape(d['doc_id'])}** — {d['chunks']} chunk{'s' * (d['chunks'] != 1)}"
-                             for d in docs)
+            rows = "\n".join(f"- **{_md_escape(d['doc_id'])}** — {plural(d['chunks'], 'chunk')}" for d in docs)
             total = sum(d["chunks"] for d in docs)
-            table = f"{rows}\n\n<small>{len(docs)} document{'s' * (len(docs) != 1)}, {total} chunks</small>"
+            table = f"{rows}\n\n<small>{plural(len(docs), 'document')}, {plural(total, 'chunk')}</small>"
         ids = [d["doc_id"] for d in docs]
         return table, gr.update(choices=ids, value=None)
 
     def upload(files: list[str] | None, progress=gr.Progress()) -> tuple[Any, str, str, Any]:
         files = files or []
-        notes, saved = [], []
+        notes, saved, names = [], [], {}  # names: saved path -> the name it was uploaded as
+
+        def name(path: str) -> str:
+            return f"**{_md_escape(names.get(path, Path(path).name))}**"
+
+        def failed(what: str, fix: str) -> str:  # `what` is Markdown already
+            return f"✗ {what}" + (f". *{_md_escape(fix)}.*" if fix else "")
+
         progress(0, desc="copying")
         for f in files:
             try:
                 saved.append(save_upload(f, cfg))
-            except CiteqaError as exc:
-                notes.append(f"✗ {_md_escape(exc.message)}. *{_md_escape(exc.fix)}.*" if exc.fix else
-                             f"✗ {_md_escape(exc.message)}")
+                names[str(saved[-1])] = Path(f).name
+            except CiteqaError as exc:  # its message names the file by its uploaded name
+                notes.append(failed(_md_escape(exc.message), exc.fix))
         if saved:
             done = [0]
 
@@ -250,10 +258,12 @@ def build_app(agent) -> "gr.Blocks":
                 progress(done[0] / len(saved), desc=f"indexed {doc_id}")
                 notes.append(f"✓ **{_md_escape(doc_id)}** {what}")
 
-            progress(0.05, desc=f"indexing {len(saved)} file{'s' * (len(saved) != 1)}")
+            progress(0.05, desc=f"indexing {plural(len(saved), 'file')}")
             try:
                 report = ingest.add(saved, cfg, progress=False, on_document=on_document)
-                notes += [f"✗ **{_md_escape(Path(x['path']).name)}**: {_md_escape(x['error'])}" for x in report.failed]
+                notes += [failed(f"{name(x['path'])} {_md_escape(x['reason'])}", x["fix"]) for x in report.skipped]
+                notes += [f"ℹ️ {name(r['path'])} is indexed as **{_md_escape(r['doc_id'])}**: the id "
+                          f"**{_md_escape(r['taken'])}** belongs to another document" for r in report.renamed]
                 if report.documents_unchanged:
                     notes.append(f"{report.documents_unchanged} already indexed (unchanged)")
             except Exception as exc:  # noqa: BLE001
@@ -269,7 +279,7 @@ def build_app(agent) -> "gr.Blocks":
         else:
             try:
                 r = ingest.remove(doc_id, cfg)
-                note = f"Removed **{_md_escape(r['removed'])}** ({r['chunks']} chunks)."
+                note = f"Removed **{_md_escape(r['removed'])}** ({plural(r['chunks'], 'chunk')})."
             except CiteqaError as exc:
                 note = error_text(exc, cfg)
         table, choices = documents()

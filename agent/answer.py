@@ -78,19 +78,20 @@ class Agent:
         self.backend: Backend = get_backend(config)
         self.reader = get_reader(config.reader)
 
-    def ask(self, question: str, history: list[dict] | None = None) -> Answer:
-        for item in self.stream(question, history):
+    def ask(self, question: str, history: list[dict] | None = None, docs: list[str] | None = None) -> Answer:
+        for item in self.stream(question, history, docs):
             if isinstance(item, Answer):
                 return item
         raise AssertionError("stream() ended without an Answer")
 
-    def stream(self, question: str, history: list[dict] | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: list[dict] | None = None,
+               docs: list[str] | None = None) -> Iterator[str | Answer]:
         """Yield pieces of the draft as they are produced, then the verified `Answer`."""
         t0 = time.perf_counter()
         question, warnings = self._check_question(check_question_type(question))
         history = check_history(history)
         standalone, context = self._condense(question, history)
-        retrieval = self.retriever.search(f"{standalone} {context}".strip())
+        retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
         selection = score(standalone, retrieval, self.retriever)
         picks = read(standalone, [b.sentence for b in selection.best[:READ_TOP]], selection.windows,
                      self.reader) if selection.best else []

@@ -35,6 +35,7 @@ class Citation:
     end_char: int
     text: str
     score: float
+    page: int | None = None  # 1-based page the cited sentence starts on, for documents with pages (PDF)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,7 +146,7 @@ def verify(draft: str, passages: list[Passage], encode, question: str = "",
         for best, sup in found:
             if best.id not in citations:
                 citations[best.id] = Citation(len(citations) + 1, best.doc_id, best.source, best.chunk_id,
-                                              best.start, best.end, best.text, round(sup, 4))
+                                              best.start, best.end, best.text, round(sup, 4), best.page)
             markers.append(citations[best.id].n)
         kept.append(claim + "".join(f" [{m}]" for m in dict.fromkeys(markers)))
     return " ".join(kept), list(citations.values())

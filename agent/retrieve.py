@@ -14,6 +14,7 @@ import numpy as np
 
 from agent.text import tokens
 from index.embedding import Embedder
+from index.errors import InputError
 from index.store import Hit, Store
 
 RRF_K = 60
@@ -32,6 +33,7 @@ class Sentence:
     vec: np.ndarray
     dense: float = 0.0  # cosine similarity to the query
     fused: float = 0.0  # reciprocal-rank fusion score
+    page: int | None = None  # 1-based page it starts on, for documents with pages (PDF)
 
 
 @dataclass
@@ -61,12 +63,19 @@ def sentence_id(doc_id: str, sha: str, pos: int) -> str:
     return f"{doc_id}#{sha[:12]}:s{pos}"
 
 
+def _sentence(hit: Hit, vec: np.ndarray, **scores: float) -> Sentence:
+    m = hit.meta
+    return Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]), int(m["start_char"]),
+                    int(m["end_char"]), hit.text, vec, page=m.get("page"), **scores)
+
+
 class _BM25:
     """BM25 over every committed sentence, rebuilt when the set of documents changes."""
 
     def __init__(self) -> None:
         self.fingerprint = ""
         self.ids: list[str] = []
+        self.doc_ids = np.array([], dtype=str)  # the document of each of `ids`
         self.model = None
         self.df: Counter[str] = Counter()
 
@@ -76,9 +85,10 @@ class _BM25:
             return
         import bm25s
 
-        ids, corpus = [], []
+        ids, doc_ids, corpus = [], [], []
         for hit, _ in store.scan("sents", shas):
             ids.append(hit.id)
+            doc_ids.append(hit.meta["doc_id"])
             corpus.append(tokens(hit.text) or ["<empty>"])
         model = bm25s.BM25()
         if corpus:
@@ -87,6 +97,7 @@ class _BM25:
             # get_scores raise ValueError. Without it, the vocabulary is exactly the scored tokens.
             model.index(corpus, show_progress=False, create_empty_token=False)
         self.ids, self.model, self.fingerprint = ids, (model if corpus else None), fp
+        self.doc_ids = np.array(doc_ids, dtype=str)
         self.df = Counter(t for toks in corpus for t in set(toks))
 
     def idf(self, token: str) -> float:
@@ -94,13 +105,16 @@ class _BM25:
         n, df = len(self.ids), self.df.get(token, 0)
         return float(np.log((n - df + 0.5) / (df + 0.5) + 1.0))
 
-    def top(self, query: str, k: int) -> list[tuple[str, float]]:
+    def top(self, query: str, k: int, docs: list[str] | None = None) -> list[tuple[str, float]]:
+        """The k best sentences for `query`, of the documents `docs` only when given."""
         if self.model is None:
             return []
         q = [t for t in tokens(query) if t in self.model.vocab_dict]
         if not q:
             return []
         scores = self.model.get_scores(q)
+        if docs:
+            scores = np.where(np.isin(self.doc_ids, docs), scores, 0.0)
         k = min(k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best])]
@@ -120,13 +134,16 @@ class Retriever:
     def idf(self, token: str) -> float:
         return self._bm25.idf(token)
 
-    def search(self, query: str) -> Retrieval:
+    def search(self, query: str, docs: list[str] | None = None) -> Retrieval:
+        """Sentences and chunks for `query`, from the documents `docs` only when given (None or empty:
+        every document); an id that is not indexed is an `InputError`."""
         shas = self.store.ready_shas()
+        docs = self._check_docs(docs, shas)
         qvec = self.embedder.encode([query])[0]
-        dense = self.store.query("sents", qvec, self.k_sentences, shas) if self.use_dense else []
+        dense = self.store.query("sents", qvec, self.k_sentences, shas, docs) if self.use_dense else []
         self._bm25.refresh(self.store, shas)  # its statistics (idf) serve selection in every mode
-        lexical = self._bm25.top(query, self.k_sentences) if self.use_bm25 else []
-        dense_chunks = self.store.query("chunks", qvec, self.k_chunks, shas) if self.use_dense else []
+        lexical = self._bm25.top(query, self.k_sentences, docs) if self.use_bm25 else []
+        dense_chunks = self.store.query("chunks", qvec, self.k_chunks, shas, docs) if self.use_dense else []
 
         fused: dict[str, float] = {}
         for rank, h in enumerate(dense):
@@ -135,19 +152,23 @@ class Retriever:
             fused[sid] = fused.get(sid, 0.0) + 1.0 / (RRF_K + rank + 1)
 
         fetched = self.store.get("sents", list(fused), embeddings=True) if fused else []
-        sentences = []
-        for hit, vec in fetched:
-            m = hit.meta
-            sentences.append(Sentence(
-                id=hit.id, doc_id=m["doc_id"], source=m.get("source", ""), chunk_id=chunk_id_of(m),
-                pos=int(m["pos"]), start=int(m["start_char"]), end=int(m["end_char"]), text=hit.text,
-                vec=vec, dense=float(vec @ qvec), fused=fused[hit.id]))
+        sentences = [_sentence(hit, vec, dense=float(vec @ qvec), fused=fused[hit.id]) for hit, vec in fetched]
         chunk_rank = {h.id: r for r, h in enumerate(dense_chunks)}
         for s in sentences:  # a sentence inside a top chunk gets that chunk's vote too
             if s.chunk_id in chunk_rank:
                 s.fused += 1.0 / (RRF_K + chunk_rank[s.chunk_id] + 1)
         sentences.sort(key=lambda s: -s.fused)
         return Retrieval(query, qvec, sentences, self._rank_chunks(dense_chunks, sentences))
+
+    def _check_docs(self, docs: list[str] | None, shas: dict[str, str]) -> list[str] | None:
+        if not docs:
+            return None
+        docs = [docs] if isinstance(docs, str) else list(dict.fromkeys(docs))
+        unknown = [d for d in docs if d not in shas]
+        if unknown:
+            raise InputError(f"no document {', '.join(map(repr, unknown))} in collection "
+                             f"{self.store.cfg.collection!r}", fix="see `citeqa index list` for the doc ids")
+        return docs
 
     def _rank_chunks(self, dense_chunks: list[Hit], sentences: list[Sentence]) -> list[Chunk]:
         score: dict[str, float] = {}
@@ -187,9 +208,6 @@ class Retriever:
             sha = s.id.split("#", 1)[1].split(":", 1)[0]
             wanted[s.id] = [sentence_id(s.doc_id, sha, p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
         ids = list(dict.fromkeys(i for group in wanted.values() for i in group))
-        found = {}
-        for hit, vec in (self.store.get("sents", ids, embeddings=True) if ids else []):
-            m = hit.meta
-            found[hit.id] = Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]),
-                                     int(m["start_char"]), int(m["end_char"]), hit.text, vec)
+        got = self.store.get("sents", ids, embeddings=True) if ids else []
+        found = {hit.id: _sentence(hit, vec) for hit, vec in got}
         return {sid: [found[i] for i in group if i in found] for sid, group in wanted.items()}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from citeqa import plural
 from index.errors import CiteqaError, InputError
 
 
@@ -25,16 +26,18 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from index import ingest
 
     report = ingest.add([Path(p) for p in args.paths], _config(args), progress=False if args.json else None)
-    for failure in report.failed:
-        print(f"skipped: {failure['error']}", file=sys.stderr)
+    for s in report.skipped:
+        print(f"skipped: {s['path']} {s['reason']}" + (f". Fix: {s['fix']}" if s["fix"] else ""), file=sys.stderr)
     for r in report.renamed:
         print(f"note: {r['path']} is indexed as {r['doc_id']!r}: the id {r['taken']!r} belongs to {r['by']}",
               file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:
+        skipped = f"; skipped {plural(len(report.skipped), 'file')} (listed above)" if report.skipped else ""
         print(f"added {report.documents_added}, updated {report.documents_updated}, unchanged "
-              f"{report.documents_unchanged} documents; {report.chunks_added} chunks in {report.seconds:.1f} s")
+              f"{report.documents_unchanged} documents; {plural(report.chunks_added, 'chunk')} in "
+              f"{report.seconds:.1f} s{skipped}")
     return 1 if report.failed else 0
 
 
@@ -47,7 +50,7 @@ def cmd_index_list(args: argparse.Namespace) -> int:
     else:
         print(f"collection {listing['collection']} ({listing['embedding_model']})")
         for d in listing["documents"]:
-            print(f"  {d['doc_id']}  {d['chunks']} chunks  {d['sha256'][:12]}  {d['source']}")
+            print(f"  {d['doc_id']}  {plural(d['chunks'], 'chunk')}  {d['sha256'][:12]}  {d['source']}")
     return 0
 
 
@@ -55,7 +58,7 @@ def cmd_index_remove(args: argparse.Namespace) -> int:
     from index import ingest
 
     result = ingest.remove(args.doc_id, _config(args))
-    print(f"removed {result['removed']} ({result['chunks']} chunks)")
+    print(f"removed {result['removed']} ({plural(result['chunks'], 'chunk')})")
     return 0
 
 
@@ -69,7 +72,8 @@ def _show(answer, as_json: bool) -> None:
     if not answer.refused:
         print(f"(confidence {answer.confidence:.2f})")
     for c in answer.citations:
-        print(f"\n[{c.n}] {c.doc_id} chars {c.start_char}-{c.end_char} (score {c.score:.2f})\n    {c.text}")
+        page = f" p. {c.page}" if c.page else ""
+        print(f"\n[{c.n}] {c.doc_id}{page} chars {c.start_char}-{c.end_char} (score {c.score:.2f})\n    {c.text}")
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -99,12 +103,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 history = check_history(item.get("history"))
             except InputError as exc:
                 raise InputError(f"{args.batch}:{line_no}: {exc.message}", fix=exc.fix) from None
-            answer = agent.ask(item["question"], history=history)
+            answer = agent.ask(item["question"], history=history, docs=args.doc)
             _print_json({"id": item.get("id", line_no), **answer.to_dict()})
         return 0
     if not args.question:
         raise InputError("no question given", fix='run `citeqa ask "QUESTION"` or `citeqa ask --batch FILE.jsonl`')
-    _show(agent.ask(args.question), args.json)
+    _show(agent.ask(args.question, docs=args.doc), args.json)
     return 0
 
 
@@ -156,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--collection", help="Chroma collection (env CITEQA_COLLECTION, default citeqa)")
 
     idx = sub.add_parser("index", help="add, list or remove documents").add_subparsers(dest="action", required=True)
-    a = idx.add_parser("add", parents=[common], help="index files or folders (.txt .md .html .pdf)")
+    a = idx.add_parser("add", parents=[common], help="index files or folders (.txt .md .html .pdf .docx)")
     a.add_argument("paths", nargs="+")
     a.add_argument("--json", action="store_true", help="print a JSON report as the last line")
     a.set_defaults(func=cmd_index_add)
@@ -174,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="?")
     ask.add_argument("--json", action="store_true", help="print Answer.to_dict() as JSON")
     ask.add_argument("--batch", metavar="FILE.jsonl", help='lines {"id", "question", "history"}; one JSON answer each')
+    ask.add_argument("--doc", action="append", metavar="DOC_ID",
+                     help="search only this document (repeatable; ids from `citeqa index list`)")
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser("eval", parents=[backend], help="run an eval suite and gate on a baseline")

@@ -31,6 +31,15 @@ class InputError(CiteqaError):
     exit_code = 1
 
 
+class UnusableFile(InputError):
+    """A file that cannot be indexed. `reason` completes the sentence "PATH ..." without the path
+    ("has no text to index"), so a report can name the file however it likes (the chat: by name)."""
+
+    def __init__(self, path, reason: str, fix: str = "") -> None:
+        super().__init__(f"{path} {reason}", fix=fix)
+        self.path, self.reason = str(path), reason
+
+
 class IndexMissingError(CiteqaError):
     """The collection does not exist or holds no documents."""
 

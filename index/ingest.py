@@ -19,7 +19,7 @@ import numpy as np
 from index.chunking import chunk_text, split_sentences
 from index.config import Config
 from index.embedding import Embedder, get_embedder
-from index.errors import InputError
+from index.errors import UnusableFile
 from index.loaders import Document, discover, load_file, unique_id
 from index.store import DocRecord, Store
 
@@ -33,8 +33,16 @@ class Report:
     documents_unchanged: int = 0
     chunks_added: int = 0
     seconds: float = 0.0
-    failed: list[dict] = field(default_factory=list)  # [{"path", "error"}]
+    failed: list[dict] = field(default_factory=list)  # [{"path", "error"}]: files that could not be loaded
     renamed: list[dict] = field(default_factory=list)  # [{"path", "doc_id", "taken", "by"}]: see _Ids
+    # [{"path", "reason", "fix"}]: every file not indexed (the failed ones too, and what a folder walk
+    # passed over: other file types, hidden entries); "reason" completes "PATH ...", "fix" may be ""
+    skipped: list[dict] = field(default_factory=list)
+
+    def skip(self, exc: UnusableFile, failed: bool = True) -> None:
+        self.skipped.append({"path": exc.path, "reason": exc.reason, "fix": exc.fix})
+        if failed:
+            self.failed.append({"path": exc.path, "error": str(exc)})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -60,7 +68,9 @@ def prepare(doc: Document, cfg: Config) -> tuple[list[dict], list[dict]]:
     for i, s in enumerate(sentences):
         while c + 1 < len(chunks) and chunks[c].end < s.end:  # first chunk that holds the sentence's end
             c += 1
-        sent_recs.append({**common, "text": s.text, "start_char": s.start, "end_char": s.end, "pos": i, "chunk": c})
+        page = {"page": doc.page_at(s.start)} if doc.pages else {}  # PDFs: the page the sentence starts on
+        sent_recs.append({**common, "text": s.text, "start_char": s.start, "end_char": s.end, "pos": i, "chunk": c,
+                          **page})
     for i, ch in enumerate(chunks):
         chunk_recs.append({**common, "text": ch.text, "start_char": ch.start, "end_char": ch.end, "chunk_index": i})
     return chunk_recs, sent_recs
@@ -111,10 +121,14 @@ class _Ids:
 
 def add(paths: list[Path], cfg: Config, progress: bool | None = None,
         on_document: Callable[[str, str], None] | None = None) -> Report:
-    """Index files and folders. Bad files are listed in `Report.failed`; good ones are indexed."""
+    """Index files and folders. Files not indexed are listed in `Report.skipped` (the bad ones in
+    `Report.failed` too); good ones are indexed."""
     t0 = time.perf_counter()
     report = Report()
-    files = list(discover(paths))
+    passed_over: list[UnusableFile] = []
+    files = list(discover(paths, passed_over))
+    for exc in {e.path: e for e in passed_over}.values():  # once each, when folders overlap
+        report.skip(exc, failed=False)
     store, embedder = open_store(cfg)
     known = store.documents()
     ids = _Ids(known)
@@ -143,8 +157,8 @@ def add(paths: list[Path], cfg: Config, progress: bool | None = None,
     for file, doc_id in files:
         try:
             doc = ids.claim(load_file(file, doc_id=doc_id, max_mb=cfg.max_file_mb), report)
-        except InputError as exc:
-            report.failed.append({"path": str(file), "error": str(exc)})
+        except UnusableFile as exc:
+            report.skip(exc)
             bar.update(1)
             continue
         rec = known.get(doc.doc_id) if doc else None

@@ -1,7 +1,8 @@
 """Files -> `Document`s: one loader per type; a folder is walked recursively.
 
 The loaded `text` is what offsets refer to: for .txt/.md it is the file decoded; for .html the
-visible text; for .pdf the text of each page joined by blank lines.
+visible text; for .docx its paragraphs (and table rows) joined by blank lines; for .pdf the text of
+each page joined by blank lines, with `Document.pages` saying where each page starts.
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"; _ = p.write_text("Hello world.")
@@ -11,17 +12,19 @@ visible text; for .pdf the text of each page joined by blank lines.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import html.parser
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Container, Iterator
 
-from index.errors import InputError
+from index.errors import InputError, UnusableFile
 
-SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
+SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,17 @@ class Document:
     source: str  # the absolute path it was read from
     text: str
     sha256: str  # of the raw bytes
+    pages: tuple[int, ...] = ()  # paged formats (PDF): where page i + 1 starts in `text`; else empty
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page that holds `text[offset]`, or None for a format without pages."""
+        return bisect.bisect_right(self.pages, offset) if self.pages else None
 
 
 def _decode(raw: bytes, path: Path) -> str:
     if b"\x00" in raw[:8192]:
-        raise InputError(f"{path} looks binary (it contains NUL bytes)",
-                         fix="add text, Markdown, HTML or PDF files only")
+        raise UnusableFile(path, "looks binary (it contains NUL bytes)",
+                           fix="add text, Markdown, HTML, Word or PDF files only")
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             return raw.decode(encoding)
@@ -85,53 +93,120 @@ def _html_text(raw: bytes, path: Path) -> str:
     return "\n\n".join(paragraphs)
 
 
-def _pdf_text(raw: bytes, path: Path) -> str:
+def _unreadable(path: Path, kind: str, viewer: str, exc: Exception) -> UnusableFile:
+    return UnusableFile(path, f"is not a readable {kind} ({type(exc).__name__}: {exc})",
+                        fix=f"check the file opens in {viewer}, or export its text to .txt")
+
+
+def _pdf_pages(raw: bytes, path: Path) -> list[str]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted:
-            raise InputError(f"{path} is an encrypted PDF",
-                             fix="save an unencrypted copy (e.g. print to PDF) and add that")
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+            raise UnusableFile(path, "is an encrypted PDF",
+                               fix="save an unencrypted copy (e.g. print to PDF) and add that")
+        return [(page.extract_text() or "").strip() for page in reader.pages]
     except InputError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise InputError(f"{path} is not a readable PDF ({type(exc).__name__}: {exc})",
-                         fix="check the file opens in a PDF viewer, or export its text to .txt") from None
-    return "\n\n".join(p for p in pages if p)
+        raise _unreadable(path, "PDF", "a PDF viewer", exc) from None
 
 
-_LOADERS: dict[str, Callable[[bytes, Path], str]] = {
-    ".txt": _decode, ".md": _decode, ".html": _html_text, ".htm": _html_text, ".pdf": _pdf_text,
+def _docx_text(raw: bytes, path: Path) -> str:
+    """Paragraphs and table rows (cells joined by " | ") in document order; headers, footers and
+    comments are left out."""
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+
+    try:
+        blocks = list(docx.Document(io.BytesIO(raw)).iter_inner_content())
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError, OSError) as exc:
+        raise _unreadable(path, "Word document", "Word or LibreOffice", exc) from None  # lxml's errors: SyntaxError
+    parts = []
+    for block in blocks:
+        rows = ([" | ".join(dict.fromkeys(c.text.strip() for c in row.cells)) for row in block.rows]
+                if isinstance(block, Table) else [block.text])
+        parts += [" ".join(r.split()) for r in rows]
+    return "\n\n".join(p for p in parts if p.strip(" |"))
+
+
+def _join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
+    """Pages joined by blank lines (empty ones dropped), and where each starts in the joined text
+    (an empty page starts where the next text does, so `Document.page_at` never lands on it).
+
+    >>> _join_pages(["One.", "", "Three."])
+    ('One.\\n\\nThree.', (0, 4, 6))
+    """
+    text, starts = "", []
+    for page in pages:
+        sep = "\n\n" if text and page else ""
+        starts.append(len(text) + len(sep))
+        text += sep + page
+    return text, tuple(starts)
+
+
+# A loader returns the text, or for a paged format the text of each page.
+_LOADERS: dict[str, Callable[[bytes, Path], str | list[str]]] = {
+    ".txt": _decode, ".md": _decode, ".html": _html_text, ".htm": _html_text, ".pdf": _pdf_pages,
+    ".docx": _docx_text,
 }
 
 
 def load_file(path: Path, doc_id: str | None = None, max_mb: int = 50) -> Document:
-    """Load one file; raise `InputError` naming the fix when it cannot be used."""
+    """Load one file; raise `UnusableFile` naming the fix when it cannot be used."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _LOADERS:
-        raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}",
-                         fix=f"add one of: {', '.join(SUFFIXES)}")
+        raise _unsupported(path)
     try:
         size = path.stat().st_size
         if size > max_mb * 1024 * 1024:
-            raise InputError(f"{path} is {size / 2**20:.1f} MB, over the {max_mb} MB limit",
-                             fix="split it into smaller files, or raise CITEQA_MAX_FILE_MB")
+            raise UnusableFile(path, f"is {size / 2**20:.1f} MB, over the {max_mb} MB limit",
+                               fix="split it into smaller files, or raise CITEQA_MAX_FILE_MB")
         raw = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path and its permissions") from None
-    text = _LOADERS[suffix](raw, path)
+        raise UnusableFile(path, f"cannot be read ({exc.strerror})", fix="check the path and its permissions") from None
+    text, pages = _LOADERS[suffix](raw, path), ()
+    if not isinstance(text, str):
+        text, pages = _join_pages(text)
     if not text.strip():
-        raise InputError(f"{path} has no text to index", fix="add a file with text in it (scanned PDFs need OCR first)")
+        raise UnusableFile(path, "has no text to index", fix="add a file with text in it (scanned PDFs need OCR first)")
     return Document(doc_id=doc_id or path.name, source=os.path.abspath(path), text=text,
-                    sha256=hashlib.sha256(raw).hexdigest())
+                    sha256=hashlib.sha256(raw).hexdigest(), pages=pages)
 
 
-def discover(paths: list[Path]) -> Iterator[tuple[Path, str]]:
-    """Yield (file, proposed doc_id) once per file; folders are walked recursively for supported files.
+def _unsupported(path: Path) -> UnusableFile:
+    return UnusableFile(path, f"has an unsupported file type {path.suffix.lower() or '(none)'!r}",
+                        fix=f"add one of: {', '.join(SUFFIXES)}")
+
+
+def _walk(folder: Path, skipped: list[UnusableFile]) -> list[Path]:
+    """The supported files under `folder`, sorted. Every other entry is put in `skipped`: a hidden one
+    (name starting with ".") once, without looking inside it."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            skipped.append(UnusableFile(entry, "is hidden", fix="add it by its path to index it anyway"))
+        elif entry.is_dir() and not entry.is_symlink():
+            found += _walk(entry, skipped)
+        elif entry.is_dir():
+            skipped.append(UnusableFile(entry, "is a link to a folder (not followed)",
+                                        fix="add the folder it points to by its path"))
+        elif not entry.is_file():
+            skipped.append(UnusableFile(entry, "is not a regular file"))
+        elif entry.suffix.lower() not in SUFFIXES:
+            skipped.append(_unsupported(entry))
+        else:
+            found.append(entry)
+    return found
+
+
+def discover(paths: list[Path], skipped: list[UnusableFile] | None = None) -> Iterator[tuple[Path, str]]:
+    """Yield (file, proposed doc_id) once per file; folders are walked recursively for supported files,
+    and what a walk passes over is appended to `skipped` (when given) with the reason.
 
     The proposed id is the file name for a file, and the path relative to the folder for a file in a
     folder that was added. `unique_id` makes it unique in the store.
@@ -139,8 +214,7 @@ def discover(paths: list[Path]) -> Iterator[tuple[Path, str]]:
     seen = set()
     for path in map(Path, paths):
         if path.is_dir():
-            found = [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*"))
-                     if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in SUFFIXES]
+            found = [(f, f.relative_to(path).as_posix()) for f in _walk(path, [] if skipped is None else skipped)]
         elif path.exists():
             found = [(path, path.name)]
         else:
@@ -165,5 +239,5 @@ def unique_id(doc_id: str, source: str, taken: Container[str]) -> str:
     for candidate in [doc_id, *longer]:
         if candidate not in taken:
             return candidate
-    raise InputError(f"{source}: every document id for it is taken ({doc_id}, …)",
-                     fix="rename the file, or remove the other document with `citeqa index remove DOC_ID`")
+    raise UnusableFile(source, f"has no free document id ({doc_id!r} and every longer one are taken)",
+                       fix="rename the file, or remove the other document with `citeqa index remove DOC_ID`")

@@ -1,7 +1,7 @@
 """Chroma, and nothing else imports chromadb. A logical collection NAME is three Chroma collections:
 
 - NAME          chunks (token-sized passages) with offsets; vector = mean of its sentence vectors
-- NAME-sents    sentences with offsets and their own vectors (what answers are cut from)
+- NAME-sents    sentences with offsets (and page, for PDFs) and their own vectors (what answers are cut from)
 - NAME-docs     the manifest: one record per document (sha256, counts, write state) + its full text
 
 Writes are atomic per document (see `write_document`): readers only trust records whose sha256 is the
@@ -293,12 +293,15 @@ class Store:
         return touched
 
     # -- reads ------------------------------------------------------------------------------------
-    def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str]) -> list[Hit]:
-        """Top-k chunks or sentences by cosine similarity, keeping only committed versions."""
+    def query(self, which: str, vector: np.ndarray, k: int, shas: dict[str, str],
+              docs: list[str] | None = None) -> list[Hit]:
+        """Top-k chunks or sentences by cosine similarity, keeping only committed versions, of the
+        documents `docs` only when given (a Chroma `where` filter)."""
         # No count() first: Chroma returns fewer hits (or none) when the collection is smaller, and
         # count() cost 16 ms of a 24 ms query at 100k chunks (docs/benchmarks.md).
+        where = {"doc_id": {"$in": list(docs)}} if docs else None
         res = self._read(lambda: self._col(which).query(
-            query_embeddings=[vector], n_results=k + 8, include=["documents", "metadatas", "distances"]))
+            query_embeddings=[vector], n_results=k + 8, where=where, include=["documents", "metadatas", "distances"]))
         hits = [Hit(i, d, m, 1.0 - dist) for i, d, m, dist in
                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
                 if shas.get(m.get("doc_id")) == m.get("sha256")]

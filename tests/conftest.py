@@ -66,6 +66,26 @@ def indexed(article_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def text_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """A PDF with one page per item of `pages`, each line of it a line of Helvetica text (pypdf)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    for lines in pages:
+        page = writer.add_blank_page(500, 300)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+        stream = DecodedStreamObject()
+        shown = " ".join(f"({line}) Tj 0 -16 Td" for line in lines)
+        stream.set_data(f"BT /F1 12 Tf 20 260 Td {shown} ET".encode("latin-1"))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import pytest
 from agent import REFUSAL, Agent
 from agent.cite import split_claims
 from index.errors import BackendError, BackendUnreachableError, ConfigError, IndexMissingError, InputError
-from tests.conftest import ARTICLE, free_port
+from tests.conftest import ARTICLE, free_port, text_pdf
 
 TEXT = ARTICLE.read_text(encoding="utf-8")
 RECAPTURE = "ISIL fighters had recaptured the area out by Wednesday afternoon"
@@ -39,7 +39,9 @@ def test_extractive_answers_who_with_the_recapture_sentence(indexed: Path) -> No
     check_citations(answer)
     d = answer.to_dict()
     assert set(d) >= {"question", "answer", "refused", "citations", "latency_ms", "backend", "model"}
-    assert set(d["citations"][0]) == {"n", "doc_id", "source", "chunk_id", "start_char", "end_char", "text", "score"}
+    assert set(d["citations"][0]) == {"n", "doc_id", "source", "chunk_id", "start_char", "end_char", "text", "score",
+                                      "page"}
+    assert d["citations"][0]["page"] is None  # a text file has no pages
 
 
 def test_extractive_number_question(indexed: Path) -> None:
@@ -275,3 +277,65 @@ def test_agent_code_contains_no_eval_question_text() -> None:
         for line in (root / suite).read_text(encoding="utf-8").splitlines():
             q = json.loads(line)["user_input"].lower()
             assert q not in code, f"eval question found in code: {q}"
+
+
+def test_pdf_citation_gives_its_page(tmp_path, capsys) -> None:
+    """A PDF's citation carries the page its sentence starts on: in `Citation`, `to_dict`, the CLI
+    ("p. 2") and the chat's source panel title."""
+    import app
+    from agent.cite import Passage, verify
+    from citeqa.cli import main
+    from index import ingest
+    from index.config import Config
+
+    closed = "The Brookfield quarry closed in 1931 after a flood."
+    pdf = text_pdf(tmp_path / "quarry.pdf", [["The Brookfield quarry opened in 1902.", "It employed forty men."],
+                                             [closed, "Its pit became a lake."]])
+    ingest.add([pdf], Config.resolve(), progress=False)
+    agent = Agent()
+    pages = {s.text: s.page for s in agent.retriever.search("When did the Brookfield quarry close?").sentences}
+    assert pages[closed] == 2 and pages["It employed forty men."] == 1
+    sentence = next(s for s in agent.retriever.search(closed).sentences if s.text == closed)
+    _, citations = verify(f"{closed} [1]", [Passage(1, [sentence])], agent.embedder.encode)
+    assert citations[0].page == 2 and citations[0].to_dict()["page"] == 2
+
+    answer = agent.ask("When did the Brookfield quarry close?")
+    assert not answer.refused and "1931" in answer.answer
+    assert [c.page for c in answer.citations] == [2]
+    assert main(["ask", "When did the Brookfield quarry close?"]) == 0
+    assert "\n[1] quarry.pdf p. 2 chars " in capsys.readouterr().out
+    final = list(app.build_app(agent).chat_interface.fn("When did the Brookfield quarry close?", []))[-1]
+    assert final[1].metadata["title"] == "[1] quarry.pdf, p. 2"
+
+
+def test_docs_restricts_the_search_to_those_documents(indexed: Path, tmp_path: Path, capsys) -> None:
+    """`docs=[...]` (CLI `--doc`) searches only those documents, in Chroma and in BM25: a question
+    whose answer is in the article, scoped to another document, is refused or answered from it only."""
+    from citeqa.cli import main
+    from index import ingest
+    from index.config import Config
+
+    other = tmp_path / "festival.txt"
+    other.write_text("The Zorblat festival is held every June in Quentown. It draws big crowds to the harbour.\n")
+    ingest.add([other], Config.resolve(), progress=False)
+    agent = Agent()
+    question = "Who retook the al-Hamdan airbase?"
+    scoped = agent.retriever.search(question, docs=["festival.txt"])
+    assert scoped.sentences and {s.doc_id for s in scoped.sentences} == {"festival.txt"}
+    assert {c.doc_id for c in scoped.chunks} == {"festival.txt"}
+    lexical = agent.retriever.search("Zorblat festival Quentown", docs=[ARTICLE.name])  # BM25 would pick festival.txt
+    assert lexical.sentences and {s.doc_id for s in lexical.sentences} == {ARTICLE.name}
+
+    answer = agent.ask(question, docs=["festival.txt"])
+    assert answer.refused or {c.doc_id for c in answer.citations} == {"festival.txt"}
+    assert {r["doc_id"] for r in answer.retrieved} == {"festival.txt"}
+    answer = agent.ask(question, docs=[ARTICLE.name, "festival.txt"])
+    assert not answer.refused and "ISIL" in answer.answer and answer.citations[0].doc_id == ARTICLE.name
+    with pytest.raises(InputError, match=r"no document 'nope.txt' in collection 'citeqa'. Fix: .*`citeqa index list`"):
+        agent.ask(question, docs=["nope.txt", ARTICLE.name])
+
+    assert main(["ask", question, "--doc", "festival.txt", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert {r["doc_id"] for r in cli["retrieved"]} == {"festival.txt"}
+    assert main(["ask", question, "--doc", "nope.txt"]) == 1
+    assert "citeqa index list" in capsys.readouterr().err

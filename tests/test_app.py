@@ -187,3 +187,21 @@ def test_upload_handler_reports_unsupported_types_readably(indexed: Path, tmp_pa
     _, status, docs, _ = upload([str(bad), str(good)], progress=lambda *a, **k: None)
     assert "not a supported file type" in status and "upload one of" in status and "Traceback" not in status
     assert "notes.md" in status and "notes.md" in docs
+
+
+def test_upload_notes_a_renamed_id_and_the_list_says_1_chunk(indexed: Path, tmp_path: Path) -> None:
+    """A file uploaded under the name of an indexed document gets another id (`Report.renamed`): the
+    note says which, without the other document's server path; one-chunk documents read "1 chunk"."""
+    from agent.answer import Agent
+
+    demo = app.build_app(Agent())
+    handler = {f.fn.__name__: f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") in ("upload", "remove")}
+    same_name = tmp_path / "isil-retakes-syria-border-town.txt"
+    same_name.write_text("A different text under the same name.\n")
+    _, status, docs, _ = handler["upload"]([str(same_name)], progress=lambda *a, **k: None)
+    assert "ℹ️ **isil-retakes-syria-border-town.txt** is indexed as **uploads/isil-retakes-syria-border-town.txt**: " \
+           "the id **isil-retakes-syria-border-town.txt** belongs to another document" in status
+    assert str(app.ROOT) not in status and str(indexed) not in status
+    assert "**uploads/isil-retakes-syria-border-town.txt** — 1 chunk\n" in docs
+    note, docs, _ = handler["remove"]("uploads/isil-retakes-syria-border-town.txt")
+    assert note == "Removed **uploads/isil-retakes-syria-border-town.txt** (1 chunk)."

@@ -13,7 +13,7 @@ from index.config import Config
 from index.errors import ConfigError, IndexMismatchError, InputError
 from index.loaders import load_file
 from index.store import Store
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, text_pdf
 
 SQUAD_DOCS = Path(__file__).resolve().parent.parent / "evals" / "squad-dev" / "docs"
 
@@ -52,7 +52,7 @@ def test_index_add_is_incremental_and_records_match_manifest() -> None:
     again = ingest.add([ARTICLE, SQUAD_DOCS / "Oxygen.txt"], cfg, progress=False)
     assert again.to_dict() | {"seconds": 0} == {"documents_added": 0, "documents_updated": 0,
                                                   "documents_unchanged": 2, "chunks_added": 0, "seconds": 0,
-                                                  "failed": [], "renamed": []}
+                                                  "failed": [], "renamed": [], "skipped": []}
     store, _ = ingest.open_store(cfg)
     listing = ingest.listing(cfg)
     assert sum(d["chunks"] for d in listing["documents"]) == len(all_records(store, "chunks"))
@@ -129,21 +129,105 @@ def test_html_loader_keeps_visible_text_only(tmp_path: Path) -> None:
 
 
 def test_pdf_loader_reads_text(tmp_path: Path) -> None:
-    from pypdf import PdfWriter
-    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+    assert "The quarry closed in 1931." in load_file(text_pdf(tmp_path / "doc.pdf", [["The quarry closed in 1931."]])).text
 
-    writer = PdfWriter()
-    page = writer.add_blank_page(300, 200)
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-                             NameObject("/BaseFont"): NameObject("/Helvetica")})
-    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
-    stream = DecodedStreamObject()
-    stream.set_data(b"BT /F1 12 Tf 20 100 Td (The quarry closed in 1931.) Tj ET")
-    page[NameObject("/Contents")] = writer._add_object(stream)
-    path = tmp_path / "doc.pdf"
-    with path.open("wb") as f:
-        writer.write(f)
-    assert "The quarry closed in 1931." in load_file(path).text
+
+def test_pdf_sentences_carry_their_page_in_chroma(tmp_path: Path) -> None:
+    """Each sentence of a PDF is stored with the 1-based page it starts on; an empty page counts."""
+    path = text_pdf(tmp_path / "report.pdf", [["The quarry opened in 1902.", "It employed forty men."], [],
+                                              ["The quarry closed in 1931.", "Its pit became a lake."]])
+    doc = load_file(path)
+    assert doc.text == "The quarry opened in 1902.\nIt employed forty men.\n\nThe quarry closed in 1931.\nIts pit became a lake."
+    cfg = Config.resolve()
+    ingest.add([path], cfg, progress=False)
+    store, _ = ingest.open_store(cfg)
+    pages = {text: meta["page"] for _, text, meta in all_records(store, "sents")}
+    assert pages == {"The quarry opened in 1902.": 1, "It employed forty men.": 1,
+                     "The quarry closed in 1931.": 3, "Its pit became a lake.": 3}
+    plain = tmp_path / "notes.txt"
+    plain.write_text("No pages here.")
+    ingest.add([plain], cfg, progress=False)
+    assert all("page" not in meta for _, _, meta in all_records(store, "sents") if meta["doc_id"] == "notes.txt")
+
+
+def test_docx_is_indexed_with_offsets_into_its_text(tmp_path: Path) -> None:
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Quarry report", 1)
+    d.add_paragraph("The quarry closed in 1931. Its last owner was Ada Brook.")
+    d.add_paragraph("")
+    table = d.add_table(rows=2, cols=2)
+    for (r, c), text in {(0, 0): "Year", (0, 1): "Output", (1, 0): "1930", (1, 1): "12 tons"}.items():
+        table.cell(r, c).text = text
+    d.add_paragraph("The pit   became\ta lake.")
+    path = tmp_path / "report.docx"
+    d.save(str(path))
+
+    text = "Quarry report\n\nThe quarry closed in 1931. Its last owner was Ada Brook.\n\nYear | Output\n\n" \
+           "1930 | 12 tons\n\nThe pit became a lake."
+    assert load_file(path).text == text
+    cfg = Config.resolve()
+    assert ingest.add([path], cfg, progress=False).documents_added == 1
+    store, _ = ingest.open_store(cfg)
+    assert store.document_text("report.docx") == text
+    sents = all_records(store, "sents")
+    assert "Its last owner was Ada Brook." in [t for _, t, _ in sents]
+    for _, chunk, meta in all_records(store, "chunks") + sents:
+        assert text[meta["start_char"]:meta["end_char"]] == chunk
+    (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not really a docx")
+    with pytest.raises(InputError, match="broken.docx is not a readable Word document .*Fix: check the file opens"):
+        load_file(tmp_path / "broken.docx")
+
+
+def test_index_add_folder_reports_what_it_skipped_and_why(tmp_path: Path, monkeypatch, capsys) -> None:
+    from citeqa.cli import main
+
+    monkeypatch.setenv("CITEQA_MAX_FILE_MB", "1")
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[core]")
+    (folder / "good.md").write_text("The Zorblat festival is held every June.\n")
+    (folder / "sheet.xlsx").write_bytes(b"PK\x03\x04")
+    (folder / "sub" / "photo.png").write_bytes(b"\x89PNG")
+    (folder / "sub" / "empty.txt").write_text(" \n")
+    (folder / "sub" / "blob.txt").write_bytes(b"\x00" * 64)
+    (folder / "big.txt").write_text("Too long. " * 120_000)
+    (folder / "linked").symlink_to(folder / "sub")
+
+    assert main(["index", "add", str(folder), "--json"]) == 1  # unusable files of a supported type are errors
+    out, err = capsys.readouterr()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["documents_added"] == 1
+    reasons = {Path(s["path"]).relative_to(folder).as_posix(): s["reason"] for s in report["skipped"]}
+    assert reasons == {
+        ".git": "is hidden", "big.txt": "is 1.1 MB, over the 1 MB limit",
+        "linked": "is a link to a folder (not followed)", "sheet.xlsx": "has an unsupported file type '.xlsx'",
+        "sub/blob.txt": "looks binary (it contains NUL bytes)", "sub/empty.txt": "has no text to index",
+        "sub/photo.png": "has an unsupported file type '.png'"}
+    assert {Path(f["path"]).name for f in report["failed"]} == {"big.txt", "blob.txt", "empty.txt"}
+    assert f"skipped: {folder / 'sheet.xlsx'} has an unsupported file type '.xlsx'. Fix: add one of: " in err
+
+    (folder / "big.txt").unlink()
+    (folder / "sub" / "empty.txt").unlink()
+    (folder / "sub" / "blob.txt").unlink()
+    assert main(["index", "add", str(folder)]) == 0  # other file types in a folder are not errors
+    out, err = capsys.readouterr()
+    assert "unchanged 1 documents; 0 chunks in" in out and "skipped 4 files (listed above)" in out
+    assert f"skipped: {folder / 'sub' / 'photo.png'} has an unsupported file type '.png'" in err
+
+
+def test_cli_says_1_chunk(tmp_path: Path, capsys) -> None:
+    from citeqa.cli import main
+
+    (tmp_path / "one.txt").write_text("A single short sentence.")
+    assert main(["index", "add", str(tmp_path / "one.txt")]) == 0
+    assert "; 1 chunk in " in capsys.readouterr().out
+    assert main(["index", "list"]) == 0
+    assert "  one.txt  1 chunk  " in capsys.readouterr().out
+    assert main(["index", "remove", "one.txt"]) == 0
+    assert capsys.readouterr().out == "removed one.txt (1 chunk)\n"
 
 
 def test_cli_index_add_json_and_list(capsys: pytest.CaptureFixture) -> None:

@@ -164,11 +164,12 @@ def _add_one(capsys, path: Path) -> tuple[int, str, str]:
     ("empty.txt", b"", "has no text to index"),
     ("blank.md", b"  \n\n \t\n", "has no text to index"),
     ("image.txt", bytes(range(256)) * 40, "looks binary"),
-    ("report.docx", b"PK\x03\x04 not really a docx", "unsupported file type '.docx'"),
+    ("report.docx", b"PK\x03\x04 not really a docx", "is not a readable Word document"),
+    ("report.doc", b"\xd0\xcf\x11\xe0 an old Word file", "unsupported file type '.doc'"),
     ("noext", b"some text", "unsupported file type '(none)'"),
     ("junk.pdf", b"%PDF-1.4\n" + bytes(range(1, 256)) * 20, "is not a readable PDF"),
     ("text.pdf", b"this is plain text, not a PDF", "is not a readable PDF"),
-], ids=["empty", "whitespace", "binary-as-txt", "docx", "no-extension", "junk-pdf", "text-as-pdf"])
+], ids=["empty", "whitespace", "binary-as-txt", "docx", "doc", "no-extension", "junk-pdf", "text-as-pdf"])
 def test_unusable_file_is_skipped_with_a_fix(home: Path, tmp_path: Path, capsys, name, content, needle) -> None:
     path = tmp_path / name
     path.write_bytes(content)
@@ -216,19 +217,26 @@ def test_cp1252_text_is_decoded_and_indexed(home: Path, tmp_path: Path, capsys) 
 
 
 def test_upload_of_bad_files_in_the_chat(home: Path, tmp_path: Path, capsys) -> None:
-    """The chat's upload handler (app.py): bad files become readable notes; the index is untouched.
-    (tests/test_app.py covers an unsupported .exe next to a good file; these are supported types
-    with unusable content, plus a .docx.)"""
+    """The chat's upload handler (app.py): bad files become readable notes that name the file as it was
+    uploaded, never a path on the server; the index is untouched. (tests/test_app.py covers an
+    unsupported .exe next to a good file; these are supported types with unusable content, plus a .xlsx.)"""
     import app
     from agent.answer import Agent
 
     demo = app.build_app(Agent())
     upload = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "upload")
-    bad = [encrypted_pdf(tmp_path / "locked.pdf"), tmp_path / "nul.txt", tmp_path / "memo.docx"]
+    bad = [encrypted_pdf(tmp_path / "locked.pdf"), tmp_path / "nul.txt", tmp_path / "memo.docx",
+           tmp_path / "my sheet.xlsx", tmp_path / "my notes.txt"]
     bad[1].write_bytes(b"\x00" * 64)
     bad[2].write_bytes(b"PK\x03\x04")
+    bad[3].write_bytes(b"PK\x03\x04")
+    bad[4].write_bytes(b"")
     _, status, docs, _ = upload([str(p) for p in bad], progress=lambda *a, **k: None)
-    assert "encrypted PDF" in status and "looks binary" in status and "not a supported file type" in status
+    assert "✗ **locked.pdf** is an encrypted PDF. *save an unencrypted copy" in status
+    assert "✗ **nul.txt** looks binary" in status and "✗ **memo.docx** is not a readable Word document" in status
+    assert "'my sheet.xlsx' is not a supported file type" in status
+    assert "✗ **my notes.txt** has no text to index" in status  # the uploaded name, not the saved my_notes.txt
+    assert "uploads" not in status and str(tmp_path) not in status and str(home) not in status
     assert "Traceback" not in status and "✓" not in status
     assert DOC in docs
 
