@@ -127,7 +127,7 @@ def answer_markdown(answer: Any) -> str:
     """
     if answer.refused or not answer.short_answer:
         return _md_escape(answer.answer)
-    lead = re.match(re.escape(answer.short_answer) + r"\s*(\[\d+\]\s*)+\.?\s*", answer.answer, re.I)
+    lead = re.match(re.escape(answer.short_answer) + r"\.?\s*(\[\d+\]\s*)+\.?\s*", answer.answer, re.I)
     short = answer.answer[:len(answer.short_answer)] if lead else answer.short_answer
     rest = answer.answer[lead.end():] if lead else answer.answer
     return f"**{_md_escape(short)}** · confidence {answer.confidence:.0%}\n\n{_md_escape(rest)}"
@@ -304,7 +304,7 @@ def build_app(agent) -> "gr.Blocks":
                 gr.Markdown("### Add documents")
                 files = gr.File(file_count="multiple", file_types=list(SUFFIXES), type="filepath",
                                 label="Upload files", height=140, elem_id="citeqa-upload")
-                gr.Markdown(f"<small>.txt, .md, .html or .pdf, up to {cfg.max_file_mb} MB each; indexed "
+                gr.Markdown(f"<small>.txt, .md, .html, .pdf or .docx, up to {cfg.max_file_mb} MB each; indexed "
                             "as soon as they arrive.</small>")
                 status = gr.Markdown(elem_id="citeqa-upload-status")
                 gr.Markdown("### Indexed documents")

