@@ -35,7 +35,7 @@ eval: setup
 	$(PY) -m citeqa.cli eval --set off-index --report docs/eval-off-index.md
 
 # The reader (docs/reader.md): rebuilds agent/models/reader/ from ../shared/data/squad-train/
-# (SQUAD_TRAIN=DIR to point elsewhere); about 75 min on 2 cores. The quick recipe (~2 min) writes to
+# (SQUAD_TRAIN=DIR to point elsewhere); about 85 min on 2 cores. The quick recipe (~2 min) writes to
 # a temporary folder and leaves the shipped model alone.
 SQUAD_TRAIN ?= ../shared/data/squad-train
 setup-train: setup
