@@ -95,8 +95,7 @@ class Agent:
         standalone, context = self._condense(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
         selection = score(standalone, retrieval, self.retriever)
-        picks = read(standalone, [b.sentence for b in selection.best[:READ_TOP]], selection.windows,
-                     self.reader) if selection.best else []
+        picks = read(standalone, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, self.reader)
         passages = self._passages(standalone, picks, [b.sentence for b in selection.best])
         text, citations = "", []
         if passages:

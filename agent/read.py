@@ -7,7 +7,7 @@ takes the selection's sentences and anything with `read(question, passages) -> [
 >>> from agent.reader import Reading
 >>> class Fake:
 ...     def read(self, question, passages):
-...         return [Reading(0.9 if "Acme" in p else 0.1, p.find("Acme"), p.find("Acme") + 4, "Acme", 0.8)
+...         return [Reading(0.9 if "Acme" in p else 0.1, p.find("Acme"), p.find("Acme") + 4, "Acme")
 ...                 for p in passages]
 >>> s = [Sentence(f"d#x:s{i}", "d", "d.txt", "d#c0", i, 0, 0, t, None) for i, t in
 ...      enumerate(["It rained.", "Acme built the bridge.", "It opened in 1932."])]

