@@ -1,7 +1,9 @@
 """Hybrid retrieval: dense (Chroma, sentences and chunks) + BM25 (sentences), fused by reciprocal rank.
 
 The unit of evidence is a sentence with its offsets; chunks are ranked too (the passages a user or a
-generative model reads, and what retrieval recall is measured on).
+generative model reads, and what retrieval recall is measured on). A sentence addressed to the
+assistant (a planted instruction, `agent.injection`) never leaves this module as a candidate or a
+neighbour: it is judged with the sentences before it, so a chat-template block is caught whole.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.injection import addressed
 from agent.text import tokens
 from index.embedding import Embedder
 from index.errors import InputError
 from index.store import Hit, Store
 
 RRF_K = 60
+LOOKBACK = 12  # sentences read before a candidate to tell whether a template block or a turn holds it
 
 
 @dataclass
@@ -61,6 +65,10 @@ def chunk_id_of(meta: dict) -> str:
 
 def sentence_id(doc_id: str, sha: str, pos: int) -> str:
     return f"{doc_id}#{sha[:12]}:s{pos}"
+
+
+def _sha(s: Sentence) -> str:
+    return s.id.split("#", 1)[1].split(":", 1)[0]
 
 
 def _sentence(hit: Hit, vec: np.ndarray, **scores: float) -> Sentence:
@@ -153,6 +161,8 @@ class Retriever:
 
         fetched = self.store.get("sents", list(fused), embeddings=True) if fused else []
         sentences = [_sentence(hit, vec, dense=float(vec @ qvec), fused=fused[hit.id]) for hit, vec in fetched]
+        planted = self._addressed(sentences, {})
+        sentences = [s for s in sentences if s.id not in planted]
         chunk_rank = {h.id: r for r, h in enumerate(dense_chunks)}
         for s in sentences:  # a sentence inside a top chunk gets that chunk's vote too
             if s.chunk_id in chunk_rank:
@@ -205,9 +215,27 @@ class Retriever:
         """
         wanted: dict[str, list[str]] = {}
         for s in sentences:
-            sha = s.id.split("#", 1)[1].split(":", 1)[0]
-            wanted[s.id] = [sentence_id(s.doc_id, sha, p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
+            wanted[s.id] = [sentence_id(s.doc_id, _sha(s), p) for p in range(max(0, s.pos - before), s.pos + after + 1)]
         ids = list(dict.fromkeys(i for group in wanted.values() for i in group))
         got = self.store.get("sents", ids, embeddings=True) if ids else []
         found = {hit.id: _sentence(hit, vec) for hit, vec in got}
-        return {sid: [found[i] for i in group if i in found] for sid, group in wanted.items()}
+        planted = self._addressed(list(found.values()), found)
+        return {sid: [found[i] for i in group if i in found and i not in planted] for sid, group in wanted.items()}
+
+    def _addressed(self, sentences: list[Sentence], known: dict[str, Sentence]) -> set[str]:
+        """The ids of `sentences` that are addressed to the assistant (`agent.injection.addressed`), each
+        judged after the LOOKBACK sentences before it in its document (taken from `known`, else fetched
+        in one round trip)."""
+        before = {s.id: [sentence_id(s.doc_id, _sha(s), p) for p in range(max(0, s.pos - LOOKBACK), s.pos)]
+                  for s in sentences}
+        missing = list(dict.fromkeys(i for ids in before.values() for i in ids if i not in known))
+        text = {i: (s.start, s.end, s.text) for i, s in known.items()}
+        text.update({h.id: (int(h.meta["start_char"]), int(h.meta["end_char"]), h.text)
+                     for h, _ in (self.store.get("sents", missing) if missing else [])})
+        planted = set()
+        for s in sentences:
+            run = [text[i] for i in before[s.id] if i in text] + [(s.start, s.end, s.text)]
+            breaks = [True] + [b[0] - a[1] >= 2 for a, b in zip(run, run[1:])]  # 2+ blank characters: a paragraph
+            if addressed([t for _, _, t in run], breaks)[-1]:
+                planted.add(s.id)
+        return planted
