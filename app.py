@@ -1,8 +1,9 @@
 """The citeqa web chat: `python app.py [--port N] [--host H]` (see docs/chat.md).
 
-A thin Gradio shell over `agent.answer.Agent` and `index.ingest`: it streams answers, shows each
-citation's span inside its passage, and lets you upload, list and remove documents. No answering
-logic lives here.
+A thin Gradio shell over `agent.answer.Agent` and `index.ingest`: it streams answers, links each
+`[n]` to a viewer showing the cited span in its document, keeps the conversation in the browser, and
+lets you upload, list and remove documents. No answering logic lives here; every shown text is
+escaped by `citeqa.chat_html`.
 
 Binds to 127.0.0.1 by default; any other host requires CITEQA_AUTH=user:password.
 """
@@ -10,7 +11,6 @@ Binds to 127.0.0.1 by default; any other host requires CITEQA_AUTH=user:password
 from __future__ import annotations
 
 import argparse
-import html
 import logging
 import os
 import re
@@ -20,17 +20,19 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
-from citeqa import plural
+from citeqa import chat_html, plural
+from citeqa.chat_html import md_escape
+from citeqa.login_limit import LoginLimit
 from index.config import Config  # sets GRADIO_ANALYTICS_ENABLED=False and the offline flags on import
 from index.errors import CiteqaError, ConfigError, IndexMissingError, InputError
 from index.loaders import SUFFIXES
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr  # noqa: E402 — after the settings above (handlers' gr.Request / gr.SelectData hints resolve here)
 
 ROOT = Path(__file__).resolve().parent
 ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-CONTEXT_CHARS = 150  # characters of the passage shown on each side of a cited span
 EXAMPLES = ["Who retook the al-Hamdan airbase?", "When did ISIL first seize the border crossing?",
             "How many people died in the attack?"]
 log = logging.getLogger("citeqa.app")
@@ -42,8 +44,33 @@ CSS = """
 #citeqa-panel { border-left: 1px solid var(--border-color-primary); padding-left: 16px; }
 #citeqa-panel .prose h3 { margin: 4px 0 2px; }
 #citeqa-docs table { font-size: 0.9em; width: 100%; }
-mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 3px; }
+mark { background: #fde68a; color: #1c1917; padding: 0 2px; border-radius: 3px; }
+.dark mark { background: #854d0e; color: #fefce8; }
+.citeqa-hidden { display: none !important; }
+#citeqa-chat .citeqa-time, #citeqa-chat .citeqa-source-meta, .citeqa-note {
+  font-size: 0.8em; color: var(--body-text-color-subdued); margin: 4px 0 0; }
+#citeqa-chat a.citeqa-cite { text-decoration: none; font-weight: 600; }
+#citeqa-viewer .citeqa-doc { max-height: 360px; overflow-y: auto; padding: 8px 10px; line-height: 1.5;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; font-size: 0.92em; }
 """
+
+# Page script: a click on a citation link ([n], "show in the document") asks the server for the viewer
+# through a hidden textbox ("turn-n") and a hidden button.
+PAGE_JS = """() => {
+  document.addEventListener('click', (e) => {
+    const a = e.target.closest && e.target.closest('a.citeqa-cite');
+    if (!a) return;
+    e.preventDefault(); e.stopPropagation();
+    const key = (a.getAttribute('href') || '').replace('#citeqa-cite-', '');
+    const box = document.querySelector('#citeqa-open textarea, #citeqa-open input');
+    if (!box) return;
+    box.value = key;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(() => document.querySelector('#citeqa-open-btn').click(), 0);
+  }, true);
+}"""
+SCROLL_TO_HIT = """() => { const m = document.querySelector('#citeqa-viewer #citeqa-hit');
+  if (m) { m.scrollIntoView({block: 'center'}); } }"""
 
 
 # -- helpers (pure; tested directly) ----------------------------------------------------------------
@@ -83,80 +110,44 @@ def save_upload(src: str | Path, cfg: Config) -> Path:
     return dest
 
 
-def to_history(history: list[dict] | None) -> list[dict]:
-    """Gradio chat history -> [{"role", "content"}] text turns; source accordions and files are dropped."""
-    out = []
-    for msg in history or []:
-        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            continue
-        if (msg.get("metadata") or {}).get("title"):
-            continue  # a source panel, not part of the conversation
-        text = _text_of(msg.get("content"))
-        if text.strip():
-            out.append({"role": msg["role"], "content": text})
-    return out
+def to_history(turns: list[dict] | None) -> list[dict]:
+    """The chat's stored turns -> [{"role", "content"}] for the agent; error messages are dropped."""
+    return [{"role": t["role"], "content": t["content"]} for t in turns or []
+            if isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+            and t["content"].strip() and not t.get("error")]
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") if content.get("type", "text") == "text" else ""
-    if isinstance(content, (list, tuple)):
-        return "\n".join(t for t in (_text_of(c) for c in content) if t)
-    return ""
+def answer_turn(answer: Any) -> dict:
+    """What the chat keeps of an `Answer` (in the browser, so no server paths): text, short answer,
+    confidence, timing and the citations' spans."""
+    keep = ("n", "doc_id", "start_char", "end_char", "text", "score", "page")
+    return {"role": "assistant", "content": answer.answer, "answer": {
+        "answer": answer.answer, "short_answer": answer.short_answer, "refused": answer.refused,
+        "confidence": answer.confidence, "latency_ms": answer.latency_ms,
+        "citations": [{k: getattr(c, k) for k in keep} for c in answer.citations]}}
 
 
-def _md_escape(text: str) -> str:
-    """Text shown as itself: no HTML, no Markdown ("1887. [1]" at a line start is not a list).
+def citation_of(key: str, turns: list[dict]) -> dict | None:
+    """The citation a link names ("TURN-N", as in chat_html.LINK), or None when it names none.
 
-    >>> _md_escape("1887. <b>x</b> [1]")
-    '1887\\\\. &lt;b&gt;x&lt;/b&gt; \\\\[1\\\\]'
+    >>> citation_of("1-2 17000", [{}, {"answer": {"citations": [{"n": 1}, {"n": 2}]}}])
+    {'n': 2}
     """
-    text = re.sub(r"([\\`*_\[\]#|])", r"\\\1", html.escape(text, quote=False))
-    return re.sub(r"(?m)^(\s*\d+)([.)])", r"\1\\\2", text)
-
-
-def answer_markdown(answer: Any) -> str:
-    """The short answer in bold with the reader's confidence, the cited sentence(s) under it; all escaped.
-
-    >>> from types import SimpleNamespace as A
-    >>> answer_markdown(A(answer="Mid-2014 [1]. ISIL seized it in mid-2014. [1]", short_answer="mid-2014",
-    ...                   refused=False, confidence=0.91))
-    '**Mid-2014** · confidence 91%\\n\\nISIL seized it in mid-2014. \\\\[1\\\\]'
-    """
-    if answer.refused or not answer.short_answer:
-        return _md_escape(answer.answer)
-    lead = re.match(re.escape(answer.short_answer) + r"\.?\s*(\[\d+\]\s*)+\.?\s*", answer.answer, re.I)
-    short = answer.answer[:len(answer.short_answer)] if lead else answer.short_answer
-    rest = answer.answer[lead.end():] if lead else answer.answer
-    return f"**{_md_escape(short)}** · confidence {answer.confidence:.0%}\n\n{_md_escape(rest)}"
-
-
-def highlight(doc_text: str, start: int, end: int, context: int = CONTEXT_CHARS) -> str:
-    """text[start:end] in <mark> with about `context` characters either side, cut at word boundaries."""
-    a, b = max(0, start - context), min(len(doc_text), end + context)
-    if a > 0:
-        space = doc_text.find(" ", a, start)
-        a = space + 1 if space != -1 else a
-    if b < len(doc_text):
-        space = doc_text.rfind(" ", end, b)
-        b = space if space != -1 else b
-    before, span, after = doc_text[a:start], doc_text[start:end], doc_text[end:b]
-    clean = lambda s: _md_escape(" ".join(s.split()))  # noqa: E731
-    return ("…" if a > 0 else "") + clean(before) + (" " if before[-1:].isspace() else "") + \
-        f"<mark>{clean(span)}</mark>" + (" " if after[:1].isspace() else "") + clean(after) + \
-        ("…" if b < len(doc_text) else "")
+    m = re.match(r"(\d+)-(\d+)\b", key or "")
+    if not m or int(m[1]) >= len(turns or []):
+        return None
+    cites = ((turns[int(m[1])] or {}).get("answer") or {}).get("citations") or []
+    return next((c for c in cites if isinstance(c, dict) and c.get("n") == int(m[2])), None)
 
 
 def error_text(exc: BaseException, cfg: Config | None = None) -> str:
-    """A readable chat message for an error; never a traceback, never a secret."""
+    """A readable message for an error (plain text); never a traceback, never a secret."""
     if isinstance(exc, CiteqaError):
-        msg = f"⚠️ **Couldn't answer:** {exc.message}."
+        msg = f"⚠️ Couldn't answer: {exc.message}."
         if exc.fix:
-            msg += f"\n\n*What to do:* {exc.fix}."
+            msg += f" What to do: {exc.fix}."
     else:
-        msg = (f"⚠️ **Something went wrong** ({type(exc).__name__}). The app is still running; "
+        msg = (f"⚠️ Something went wrong ({type(exc).__name__}). The app is still running; "
                "details are in the server log.")
     if cfg is not None and cfg.api_key:
         msg = msg.replace(cfg.api_key, "***")
@@ -165,48 +156,72 @@ def error_text(exc: BaseException, cfg: Config | None = None) -> str:
 
 # -- the app ----------------------------------------------------------------------------------------
 
-def build_app(agent) -> "gr.Blocks":
-    """The UI: a streaming cited chat (left) and a document panel (right), plus the /chat API."""
-    import gradio as gr
-
+def build_app(agent) -> gr.Blocks:
+    """The UI: a streaming cited chat with a document filter (left), the source viewer and the document
+    panel (right), plus the /chat API. The conversation lives in the browser (`gr.BrowserState`)."""
     from agent.answer import Answer
     from index import ingest
 
     cfg: Config = agent.config
 
-    def sources(answer: Answer) -> list:
-        msgs = []
-        texts: dict[str, str] = {}
-        for c in answer.citations:
+    def document_text(doc_id: str, texts: dict) -> str | None:
+        if doc_id not in texts:
             try:
-                if c.doc_id not in texts:
-                    texts[c.doc_id] = agent.store.document_text(c.doc_id)
-                body = highlight(texts[c.doc_id], c.start_char, c.end_char)
+                texts[doc_id] = agent.store.document_text(doc_id)
             except CiteqaError:
-                body = f"<mark>{_md_escape(c.text)}</mark>"
-            title = f"[{c.n}] {c.doc_id}" + (f", p. {c.page}" if c.page else "")
-            msgs.append(gr.ChatMessage(
-                content=body,
-                metadata={"title": title, "log": f"score {c.score:.2f}",
-                          **({} if c.n == 1 else {"status": "done"})}))
-        return msgs
+                texts[doc_id] = None
+        return texts[doc_id]
 
-    def respond(message: str, history: list[dict]) -> Iterator[Any]:
+    def render(turns: list[dict]) -> list[dict]:
+        """The chatbot's messages for the stored turns: escaped questions, answers with [n] links, and one
+        source panel per citation ([1] open, the rest collapsed)."""
+        shown, texts = [], {}
+        for i, t in enumerate(turns or []):
+            if not isinstance(t, dict) or not isinstance(t.get("content"), str):
+                continue
+            if t.get("role") == "user":
+                shown.append({"role": "user", "content": chat_html.question_html(t["content"])})
+            elif "answer" in t:
+                shown.append({"role": "assistant", "content": chat_html.answer_html(t["answer"], i)})
+                for c in t["answer"]["citations"]:
+                    shown.append({"role": "assistant", "content": chat_html.source_html(
+                        c, i, document_text(c["doc_id"], texts)), "metadata": {
+                        "title": chat_html.source_title(c), **({} if c["n"] == 1 else {"status": "done"})}})
+            else:
+                shown.append({"role": "assistant", "content": chat_html.esc(t["content"])})
+        return shown
+
+    def reply(message: str, turns: list[dict], docs: list[str] | None = None) -> Iterator[str | dict]:
+        """Answer one question: yields the draft so far while a generative backend writes it, then the
+        assistant turn (`answer_turn`, or an error message)."""
         draft = ""
         try:
-            for item in agent.stream(message, history=to_history(history)):
+            for item in agent.stream(message, history=to_history(turns), docs=docs or None):
                 if isinstance(item, Answer):
-                    if item.refused:
-                        yield item.answer
-                    else:
-                        yield [gr.ChatMessage(content=answer_markdown(item)), *sources(item)]
+                    yield answer_turn(item)
                     return
                 draft += item
-                yield draft
+                if agent.backend.generative:  # the extractive draft is the answer: shown once verified
+                    yield draft
         except Exception as exc:  # noqa: BLE001 — shown as a message; the app keeps serving
             if not isinstance(exc, CiteqaError):
                 log.exception("chat failed")
-            yield error_text(exc, cfg)
+            yield {"role": "assistant", "content": error_text(exc, cfg), "error": True}
+
+    def ask(message: str, turns: list[dict], docs: list[str] | None, request: gr.Request = None):
+        """The chat event: outputs (chatbot, stored turns, input box)."""
+        if not _logged_in(request) or not (message or "").strip():
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        turns = [t for t in turns or [] if isinstance(t, dict)] + [{"role": "user", "content": message}]
+        shown = render(turns)
+        yield shown + [{"role": "assistant", "content": chat_html.draft_html("")}], gr.skip(), ""
+        for item in reply(message, turns[:-1], docs):
+            if isinstance(item, str):
+                yield shown + [{"role": "assistant", "content": chat_html.draft_html(item)}], gr.skip(), gr.skip()
+            else:
+                turns.append(item)
+                yield render(turns), turns, gr.skip()
 
     def chat(message: str, history: list[dict] | None = None) -> str:
         """Answer one question; returns the verified answer text with its [n] markers."""
@@ -217,31 +232,52 @@ def build_app(agent) -> "gr.Blocks":
                 log.exception("chat failed")
             return error_text(exc, cfg)
 
+    def example(evt: gr.SelectData) -> str:
+        return evt.value["text"]
+
+    def open_source(key: str, turns: list[dict]) -> str:
+        c = citation_of(key, turns)
+        if c is None:
+            return chat_html.VIEWER_EMPTY
+        return chat_html.viewer_html(c, document_text(c["doc_id"], {}))
+
+    def _logged_in(request) -> bool:
+        """With a login configured, a handler runs only for a logged-in user (Gradio's queue checks it too)."""
+        return not demo.auth or request is None or bool(getattr(request, "username", None))
+
     def documents() -> tuple[str, Any]:
         try:
             docs = ingest.listing(cfg)["documents"]
         except IndexMissingError:
             docs = []
         except CiteqaError as exc:
-            return error_text(exc, cfg), gr.update(choices=[], value=None)
+            return md_escape(error_text(exc, cfg)), gr.update(choices=[], value=[])
         if not docs:
             table = "*No documents yet. Upload some above.*"
         else:
-            rows = "\n".join(f"- **{_md_escape(d['doc_id'])}** — {plural(d['chunks'], 'chunk')}" for d in docs)
+            rows = "\n".join(f"- **{md_escape(d['doc_id'])}** — {plural(d['chunks'], 'chunk')}" for d in docs)
             total = sum(d["chunks"] for d in docs)
             table = f"{rows}\n\n<small>{plural(len(docs), 'document')}, {plural(total, 'chunk')}</small>"
         ids = [d["doc_id"] for d in docs]
-        return table, gr.update(choices=ids, value=None)
+        return table, gr.update(choices=ids, value=[])
 
-    def upload(files: list[str] | None, progress=gr.Progress()) -> tuple[Any, str, str, Any]:
+    def scope_choices(picked: list[str] | None) -> Any:
+        """The document filter's choices after the list changed; picks still indexed stay picked."""
+        _, update = documents()
+        ids = update.get("choices") or []
+        return gr.update(choices=ids, value=[d for d in picked or [] if d in ids])
+
+    def upload(files: list[str] | None, progress=gr.Progress(), request: gr.Request = None) -> tuple[Any, str, str, Any]:
+        if not _logged_in(request):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         files = files or []
         notes, saved, names = [], [], {}  # names: saved path -> the name it was uploaded as
 
         def name(path: str) -> str:
-            return f"**{_md_escape(names.get(path, Path(path).name))}**"
+            return f"**{md_escape(names.get(path, Path(path).name))}**"
 
         def failed(what: str, fix: str) -> str:  # `what` is Markdown already
-            return f"✗ {what}" + (f". *{_md_escape(fix)}.*" if fix else "")
+            return f"✗ {what}" + (f". *{md_escape(fix)}.*" if fix else "")
 
         progress(0, desc="copying")
         for f in files:
@@ -249,85 +285,123 @@ def build_app(agent) -> "gr.Blocks":
                 saved.append(save_upload(f, cfg))
                 names[str(saved[-1])] = Path(f).name
             except CiteqaError as exc:  # its message names the file by its uploaded name
-                notes.append(failed(_md_escape(exc.message), exc.fix))
+                notes.append(failed(md_escape(exc.message), exc.fix))
         if saved:
             done = [0]
 
             def on_document(doc_id: str, what: str) -> None:
                 done[0] += 1
                 progress(done[0] / len(saved), desc=f"indexed {doc_id}")
-                notes.append(f"✓ **{_md_escape(doc_id)}** {what}")
+                notes.append(f"✓ **{md_escape(doc_id)}** {md_escape(what)}")
 
             progress(0.05, desc=f"indexing {plural(len(saved), 'file')}")
             try:
                 report = ingest.add(saved, cfg, progress=False, on_document=on_document)
-                notes += [failed(f"{name(x['path'])} {_md_escape(x['reason'])}", x["fix"]) for x in report.skipped]
-                notes += [f"ℹ️ {name(r['path'])} is indexed as **{_md_escape(r['doc_id'])}**: the id "
-                          f"**{_md_escape(r['taken'])}** belongs to another document" for r in report.renamed]
+                notes += [failed(f"{name(x['path'])} {md_escape(x['reason'])}", x["fix"]) for x in report.skipped]
+                notes += [f"ℹ️ {name(r['path'])} is indexed as **{md_escape(r['doc_id'])}**: the id "
+                          f"**{md_escape(r['taken'])}** belongs to another document" for r in report.renamed]
                 if report.documents_unchanged:
                     notes.append(f"{report.documents_unchanged} already indexed (unchanged)")
             except Exception as exc:  # noqa: BLE001
                 if not isinstance(exc, CiteqaError):
                     log.exception("upload failed")
-                notes.append(error_text(exc, cfg))
+                notes.append(md_escape(error_text(exc, cfg)))
         table, choices = documents()
         return None, "\n\n".join(notes), table, choices
 
-    def remove(doc_id: str | None) -> tuple[str, str, Any]:
-        if not doc_id:
-            note = "Pick a document to remove."
-        else:
+    def confirm_remove(doc_ids: list[str] | None) -> tuple[Any, Any]:
+        """Ask before removing: the confirmation row names what would go."""
+        if not doc_ids:
+            return gr.update(visible=False), "Pick the documents to remove first."
+        names = ", ".join(f"**{md_escape(d)}**" for d in doc_ids)
+        return gr.update(visible=True), f"Remove {plural(len(doc_ids), 'document')} from the index: {names}?"
+
+    def remove(doc_ids: list[str] | str | None, request: gr.Request = None) -> tuple[str, str, Any]:
+        if not _logged_in(request):
+            return gr.skip(), gr.skip(), gr.skip()
+        doc_ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids or [])
+        notes = []
+        for doc_id in doc_ids:
             try:
                 r = ingest.remove(doc_id, cfg)
-                note = f"Removed **{_md_escape(r['removed'])}** ({plural(r['chunks'], 'chunk')})."
+                notes.append(f"Removed **{md_escape(r['removed'])}** ({plural(r['chunks'], 'chunk')}).")
             except CiteqaError as exc:
-                note = error_text(exc, cfg)
+                notes.append(md_escape(error_text(exc, cfg)))
         table, choices = documents()
-        return note, table, choices
+        return "\n\n".join(notes) or "Pick the documents to remove first.", table, choices
 
-    model = f"**{agent.backend.name}** · {_md_escape(agent.backend.model or 'default model')}"
+    model = f"**{agent.backend.name}** · {md_escape(agent.backend.model or 'default model')}"
     with gr.Blocks(title="citeqa", fill_height=True) as demo:
+        turns = gr.BrowserState([], storage_key="citeqa-conversation")
         gr.Markdown("# citeqa\nAnswers from your documents, every claim cited to the sentence that "
                     "supports it.", elem_id="citeqa-header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Chat", height=600, elem_id="citeqa-chat", layout="bubble",
-                                     buttons=["copy"], placeholder="Ask a question about the indexed documents.")
-                chat_ui = gr.ChatInterface(respond, chatbot=chatbot, examples=EXAMPLES, run_examples_on_click=True,
-                                 cache_examples=False, api_visibility="private", api_name="chat_ui",
-                                 textbox=gr.Textbox(placeholder="Ask a question…", submit_btn=True,
-                                                    stop_btn=True, scale=7, elem_id="citeqa-input"),
-                                 fill_height=True)
-            with gr.Column(scale=1, min_width=300, elem_id="citeqa-panel"):
-                gr.Markdown(f"### Answering with\n{model}  \ncollection `{_md_escape(cfg.collection)}`",
+                chatbot = gr.Chatbot(show_label=False, height=600, elem_id="citeqa-chat", layout="bubble",
+                                     render_markdown=False, latex_delimiters=[], buttons=["copy"],
+                                     examples=[{"text": q} for q in EXAMPLES],
+                                     placeholder="Ask a question about the indexed documents.")
+                box = gr.Textbox(placeholder="Ask a question…", submit_btn=True, show_label=False,
+                                 elem_id="citeqa-input", lines=1, max_lines=6)
+                scope = gr.Dropdown(label="Search in", info="the documents questions search; all when empty",
+                                    choices=[], value=[], multiselect=True, elem_id="citeqa-scope")
+            with gr.Column(scale=2, min_width=320, elem_id="citeqa-panel"):
+                gr.Markdown(f"### Answering with\n{model}  \ncollection `{md_escape(cfg.collection)}`",
                             elem_id="citeqa-model")
+                gr.Markdown("### Source")
+                viewer = gr.HTML(chat_html.VIEWER_EMPTY, elem_id="citeqa-viewer")
+                open_key = gr.Textbox(elem_id="citeqa-open", elem_classes=["citeqa-hidden"], show_label=False,
+                                      container=False)
+                open_btn = gr.Button(elem_id="citeqa-open-btn", elem_classes=["citeqa-hidden"])
                 gr.Markdown("### Add documents")
                 files = gr.File(file_count="multiple", file_types=list(SUFFIXES), type="filepath",
                                 label="Upload files", height=140, elem_id="citeqa-upload")
                 gr.Markdown(f"<small>.txt, .md, .html, .pdf or .docx, up to {cfg.max_file_mb} MB each; indexed "
                             "as soon as they arrive.</small>")
-                status = gr.Markdown(elem_id="citeqa-upload-status")
+                status = gr.Markdown(elem_id="citeqa-upload-status", latex_delimiters=[])
                 gr.Markdown("### Indexed documents")
-                docs_md = gr.Markdown(elem_id="citeqa-docs")
+                docs_md = gr.Markdown(elem_id="citeqa-docs", latex_delimiters=[])
                 with gr.Group():
-                    pick = gr.Dropdown(label="Remove a document", choices=[], elem_id="citeqa-pick")
-                    drop = gr.Button("Remove from the index", variant="stop", size="sm", elem_id="citeqa-remove")
-        files.upload(upload, files, [files, status, docs_md, pick], api_visibility="private")
-        drop.click(remove, pick, [status, docs_md, pick], api_visibility="private")
-        demo.load(documents, None, [docs_md, pick], api_visibility="private")
+                    pick = gr.Dropdown(label="Remove documents", choices=[], value=[], multiselect=True,
+                                       elem_id="citeqa-pick")
+                    drop = gr.Button("Remove from the index…", variant="stop", size="sm", elem_id="citeqa-remove")
+                with gr.Group(visible=False, elem_id="citeqa-confirm") as confirm:
+                    question = gr.Markdown(latex_delimiters=[], elem_id="citeqa-confirm-text")
+                    with gr.Row():
+                        yes = gr.Button("Remove", variant="stop", size="sm", elem_id="citeqa-confirm-yes")
+                        no = gr.Button("Cancel", size="sm", elem_id="citeqa-confirm-no")
+
+        private = {"api_visibility": "private"}
+        box.submit(ask, [box, turns, scope], [chatbot, turns, box], **private)
+        chatbot.example_select(example, None, box, **private).then(
+            ask, [box, turns, scope], [chatbot, turns, box], **private)
+        chatbot.clear(lambda: [], None, turns, **private)
+        open_btn.click(open_source, [open_key, turns], viewer, show_progress="hidden", **private).then(
+            None, js=SCROLL_TO_HIT)
+        files.upload(upload, files, [files, status, docs_md, pick], **private).then(
+            scope_choices, scope, scope, **private)
+        drop.click(confirm_remove, pick, [confirm, question], **private)
+        no.click(lambda: gr.update(visible=False), None, confirm, **private)
+        yes.click(lambda: gr.update(visible=False), None, confirm, **private).then(
+            remove, pick, [status, docs_md, pick], **private).then(scope_choices, scope, scope, **private)
+        demo.load(documents, None, [docs_md, pick], **private).then(scope_choices, scope, scope, **private)
+        demo.load(render, turns, chatbot, **private)
         gr.api(chat, api_name="chat")
-    demo.chat_interface = chat_ui  # tests drive its streaming function directly
+    demo.reply, demo.render = reply, render  # tests drive the answering and rendering directly
     return demo
 
 
 def launch(demo, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-           block: bool = True, max_file_mb: int = 50, quiet: bool = False):
-    import gradio as gr
+           block: bool = True, max_file_mb: int = 50, quiet: bool = False, login_limit: dict | None = None):
+    """Serve the app; with a login, failed logins are slowed and locked out per client
+    (`citeqa.login_limit`; `login_limit` overrides its max_failures / lockout_s / delay_s)."""
+    from starlette.middleware import Middleware
 
+    limit = {"middleware": [Middleware(LoginLimit, **(login_limit or {}))]} if auth else {}
     return demo.queue(default_concurrency_limit=2).launch(
         server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block, show_error=False,
-        quiet=quiet, css=CSS, theme=gr.themes.Soft(), max_file_size=f"{max_file_mb}mb",
-        footer_links=["api"], ssr_mode=False)
+        quiet=quiet, css=CSS, js=PAGE_JS, theme=gr.themes.Soft(), max_file_size=f"{max_file_mb}mb",
+        footer_links=["api"], ssr_mode=False, app_kwargs=limit)
 
 
 def auth_from_env(host: str) -> tuple[str, str] | None:

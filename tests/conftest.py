@@ -124,10 +124,11 @@ class ModelServer:
 
     `reply(messages) -> str` decides each completion, so a test scripts the model's behaviour
     (right answer, wrong citation, refusal, garbage) while the real `openai` client talks HTTP to it.
+    Streamed replies go out 12 characters an event, `chunk_delay` seconds apart.
     """
 
-    def __init__(self, reply: Callable[[list[dict]], str], model: str = "test-model") -> None:
-        self.reply, self.model, self.requests = reply, model, []
+    def __init__(self, reply: Callable[[list[dict]], str], model: str = "test-model", chunk_delay: float = 0.0) -> None:
+        self.reply, self.model, self.requests, self.chunk_delay = reply, model, [], chunk_delay
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -157,12 +158,18 @@ class ModelServer:
                     return
                 if body.get("stream"):
                     chunks = [content[i:i + 12] for i in range(0, len(content), 12)] or [""]
-                    data = b"".join(
-                        b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
-                                                "model": server.model, "choices": [{"index": 0, "delta":
-                                                {"content": piece}, "finish_reason": None}]}).encode() + b"\n\n"
-                        for piece in chunks) + b"data: [DONE]\n\n"
-                    self._send(200, data, "text/event-stream")
+                    events = [b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                                                      "model": server.model, "choices": [{"index": 0, "delta":
+                                                      {"content": piece}, "finish_reason": None}]}).encode() + b"\n\n"
+                              for piece in chunks] + [b"data: [DONE]\n\n"]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Length", str(sum(map(len, events))))
+                    self.end_headers()
+                    for event in events:  # one event per piece, `chunk_delay` seconds apart
+                        self.wfile.write(event)
+                        self.wfile.flush()
+                        time.sleep(server.chunk_delay)
                     return
                 self._send(200, json.dumps({
                     "id": "c", "object": "chat.completion", "created": 0, "model": server.model,
@@ -183,8 +190,8 @@ def model_server():
     """Factory: `model_server(reply_fn)` starts a scripted OpenAI-compatible server."""
     servers = []
 
-    def start(reply: Callable[[list[dict]], str], model: str = "test-model") -> ModelServer:
-        servers.append(ModelServer(reply, model))
+    def start(reply: Callable[[list[dict]], str], model: str = "test-model", chunk_delay: float = 0.0) -> ModelServer:
+        servers.append(ModelServer(reply, model, chunk_delay))
         return servers[-1]
 
     yield start

@@ -93,11 +93,11 @@ def test_extractive_answer_leads_with_the_short_answer(indexed: Path, question: 
     check_citations(answer)
 
 
-def test_confidence_and_citation_score_are_the_readers_probability(indexed: Path) -> None:
+def test_confidence_and_citation_score_are_the_judges_probability(indexed: Path) -> None:
     agent = Agent()
     answered = agent.ask("Who retook the al-Hamdan airbase?")
     refused = agent.ask("When was the Marrow Island Lighthouse built?")
-    assert answered.confidence >= agent.reader.threshold > refused.confidence
+    assert answered.confidence >= agent.judge.threshold > refused.confidence
     assert answered.citations[0].score == pytest.approx(answered.confidence, abs=1e-3)
     assert refused.refused and refused.short_answer is None
     d = answered.to_dict()
@@ -308,8 +308,9 @@ def test_pdf_citation_gives_its_page(tmp_path, capsys) -> None:
     n = next(c.n for c in answer.citations if c.text == closed)
     assert main(["ask", "When did the Brookfield quarry close?"]) == 0
     assert f"\n[{n}] quarry.pdf p. 2 chars " in capsys.readouterr().out
-    final = list(app.build_app(agent).chat_interface.fn("When did the Brookfield quarry close?", []))[-1]
-    assert f"[{n}] quarry.pdf, p. 2" in [m.metadata["title"] for m in final[1:]]
+    demo = app.build_app(agent)
+    shown = demo.render(list(demo.reply("When did the Brookfield quarry close?", [])))
+    assert f"[{n}] quarry.pdf, p. 2" in [m["metadata"]["title"] for m in shown[1:]]
 
 
 def test_docs_restricts_the_search_to_those_documents(indexed: Path, tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,61 +68,119 @@ def test_chat_errors_are_messages_and_the_app_keeps_serving(served) -> None:
     assert "[1]" in client.predict("Who retook the al-Hamdan airbase?", api_name="/chat")
 
 
-def test_streaming_chat_function_yields_answer_then_sources(indexed: Path) -> None:
-    """The ChatInterface function: streamed text, then the answer with its source panels below it."""
+def test_chat_turn_renders_escaped_answer_links_and_sources(indexed: Path) -> None:
+    """`demo.reply` answers (the extractive answer at once, no draft pieces); `demo.render` shows it: the
+    short answer in bold, [n] as a link to the viewer, the time it took, and one escaped source panel each."""
     from agent.answer import Agent
 
+    demo = app.build_app(Agent())
+    out = list(demo.reply("Who retook the al-Hamdan airbase?", []))
+    assert len(out) == 1 and out[0]["answer"]["citations"], out  # no draft shown for the extractive backend
+    turn = out[0]
+    assert "source" not in turn["answer"]["citations"][0]  # kept in the browser: no server paths
+    shown = demo.render([{"role": "user", "content": "Who <b>retook</b> it?"}, turn])
+    assert shown[0] == {"role": "user", "content": "Who &lt;b&gt;retook&lt;/b&gt; it?"}
+    body = shown[1]["content"]
+    assert body.startswith("<p><strong>ISIL") and "confidence" in body
+    assert '<a class="citeqa-cite" href="#citeqa-cite-1-1"' in body and "answered in " in body
+    source = shown[2]
+    assert source["metadata"]["title"].startswith("[1] isil-retakes-syria-border-town.txt")
+    assert "<mark>" in source["content"] and "ISIL fighters had recaptured the area" in source["content"]
+    refusal = list(demo.reply("What is the capital of France?", []))[-1]
+    assert refusal["content"] == "I don't know — the indexed documents don't say." and refusal["answer"]["refused"]
+    assert "<a " not in demo.render([refusal])[0]["content"]
+
+
+def test_hostile_document_text_is_escaped_in_panels_and_viewer(citeqa_home: Path, tmp_path: Path) -> None:
+    """HTML and Markdown inside a document are shown as text in the source panel and the viewer."""
+    from agent.answer import Agent
+    from index import ingest
+
+    doc = tmp_path / "hostile.md"
+    doc.write_text("# Quentown\n\nThe <b>Zorblat</b> festival <img src=x onerror=alert(1)> is held every **June** "
+                   "in [Quentown](http://evil.example).\n\n1887. [1] The lighthouse was built.\n")
+    ingest.add([doc], Config.resolve(), progress=False)
+    demo = app.build_app(Agent())
+    turn = list(demo.reply("When is the Zorblat festival held?", []))[-1]
+    assert not turn["answer"]["refused"], turn
+    shown = demo.render([{"role": "user", "content": "When?"}, turn])
+    html = "".join(m["content"] + m.get("metadata", {}).get("title", "") for m in shown)
+    assert "<b>" not in html and "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    viewer = demo.fns[next(k for k, f in demo.fns.items() if f.fn.__name__ == "open_source")].fn(
+        "1-1", [{"role": "user", "content": "When?"}, turn])
+    assert '<mark id="citeqa-hit">' in viewer and "<img" not in viewer and "&lt;b&gt;Zorblat&lt;/b&gt;" in viewer
+    assert "[Quentown](http://evil.example)" in viewer  # Markdown shown as typed, not a link
+
+
+def test_generative_answer_streams_as_the_server_sends(indexed: Path, model_server, monkeypatch) -> None:
+    """openai-compatible: the draft grows piece by piece as the server's events arrive (0.15 s apart), then
+    the verified answer with its citations comes last."""
+    from tests.test_agent import cite_passage_with, use_server
+
+    from agent.answer import Agent, Answer
+
+    claim = "ISIL fighters recaptured the airbase area on Wednesday afternoon after a counter-attack"
+    server = model_server(cite_passage_with("recaptured the area", claim), chunk_delay=0.15)
+    use_server(monkeypatch, "openai-compatible", {}, server.url)
     agent = Agent()
-    demo = app.build_app(agent)
-    respond = demo.chat_interface.fn
-    out = list(respond("Who retook the al-Hamdan airbase?", []))
-    final = out[-1]
-    assert isinstance(final, list) and "\\[1\\]" in final[0].content  # escaped Markdown: shows as [1]
-    assert final[0].content.startswith("**ISIL") and "confidence" in final[0].content.split("\n")[0]
-    source = final[1]
-    assert source.metadata["title"].startswith("[1] isil-retakes-syria-border-town.txt")
-    assert "<mark>" in source.content and "ISIL fighters had recaptured the area" in source.content
-    refusal = list(respond("What is the capital of France?", []))[-1]
-    assert refusal == "I don't know — the indexed documents don't say."
+    seen = []
+    for item in agent.stream("Who retook the al-Hamdan airbase?"):
+        seen.append((time.perf_counter(), item))
+    pieces = [(t, x) for t, x in seen if isinstance(x, str)]
+    answer = seen[-1][1]
+    assert isinstance(answer, Answer) and not answer.refused and answer.citations
+    assert "".join(x for _, x in pieces) == f"{claim} [1]."
+    assert len(pieces) >= 6 and pieces[-1][0] - pieces[0][0] > 0.15 * (len(pieces) - 2)  # as they arrived
+    drafts = [x for x in app.build_app(agent).reply("Who retook the al-Hamdan airbase?", []) if isinstance(x, str)]
+    assert len(drafts) >= 6 and all(b.startswith(a) for a, b in zip(drafts, drafts[1:]))  # growing text
+    assert drafts[-1] == f"{claim} [1]."
 
 
-def test_follow_up_passes_the_conversation_to_the_agent(indexed: Path) -> None:
+def test_follow_up_passes_the_conversation_and_scope_to_the_agent(indexed: Path) -> None:
     from agent.answer import Agent
 
     agent = Agent()
     seen, real = [], agent.stream
 
-    def spy(question, history=None):
-        seen.append(history)
-        yield from real(question, history)
+    def spy(question, history=None, docs=None):
+        seen.append((history, docs))
+        yield from real(question, history, docs)
 
     agent.stream = spy
-    respond = app.build_app(agent).chat_interface.fn
-    first = list(respond("Who retook the al-Hamdan airbase?", []))[-1]
-    history = [{"role": "user", "content": "Who retook the al-Hamdan airbase?"},
-               *({"role": "assistant", "content": m.content, "metadata": m.metadata} for m in first)]
-    list(respond("When did they first seize the crossing?", history))
-    assert seen[-1] == [{"role": "user", "content": "Who retook the al-Hamdan airbase?"},
-                        {"role": "assistant", "content": first[0].content}]
+    demo = app.build_app(agent)
+    first = list(demo.reply("Who retook the al-Hamdan airbase?", []))[-1]
+    turns = [{"role": "user", "content": "Who retook the al-Hamdan airbase?"}, first,
+             {"role": "user", "content": "x"}, {"role": "assistant", "content": "⚠️ failed", "error": True}]
+    list(demo.reply("And near al-Qaim?", turns, ["isil-retakes-syria-border-town.txt"]))
+    assert seen[-1] == ([{"role": "user", "content": "Who retook the al-Hamdan airbase?"},
+                         {"role": "assistant", "content": first["content"]}, {"role": "user", "content": "x"}],
+                        ["isil-retakes-syria-border-town.txt"])
+    assert seen[0][1] is None  # no filter: every document
 
 
-def test_highlight_marks_the_span_inside_its_passage() -> None:
-    text = "Alpha beta gamma. " * 20 + "The *key* sentence [x]. " + "Delta epsilon zeta. " * 20
+def test_excerpt_marks_the_span_inside_its_passage() -> None:
+    from citeqa.chat_html import excerpt_html
+
+    text = "Alpha beta gamma. " * 20 + "The *key* <i>sentence</i> [x]. " + "Delta epsilon zeta. " * 20
     start = text.index("The *key*")
-    out = app.highlight(text, start, start + len("The *key* sentence [x]."))
-    assert "<mark>The \\*key\\* sentence \\[x\\].</mark>" in out
-    assert out.startswith("…") and out.endswith("…") and 250 < len(out) < 400
+    out = excerpt_html(text, start, start + len("The *key* <i>sentence</i> [x]."))
+    assert "<mark>The *key* &lt;i&gt;sentence&lt;/i&gt; [x].</mark>" in out
+    assert out.startswith("…") and out.endswith("…") and 250 < len(out) < 420
 
 
-def test_history_conversion_keeps_turns_and_drops_sources() -> None:
-    history = [
-        {"role": "user", "content": [{"type": "text", "text": "Who retook it?"}]},
-        {"role": "assistant", "content": "ISIL did [1]."},
-        {"role": "assistant", "content": "passage", "metadata": {"title": "[1] doc.txt"}},
-        {"role": "user", "content": [{"type": "file", "file": {"path": "/x.png"}}]},
-    ]
-    assert app.to_history(history) == [{"role": "user", "content": "Who retook it?"},
-                                       {"role": "assistant", "content": "ISIL did [1]."}]
+def test_citation_links_name_a_stored_citation_only() -> None:
+    turns = [{"role": "user", "content": "q"},
+             {"role": "assistant", "content": "a", "answer": {"citations": [{"n": 1, "doc_id": "d"}]}}]
+    assert app.citation_of("1-1", turns) == {"n": 1, "doc_id": "d"}
+    assert app.citation_of("1-2", turns) is None and app.citation_of("0-1", turns) is None
+    assert app.citation_of("9-1", turns) is None and app.citation_of("<script>", turns) is None
+
+
+def test_markdown_panels_escape_everything_that_would_render() -> None:
+    from citeqa.chat_html import md_escape
+
+    assert md_escape("- item\n= h\n1887. x") == "\\- item\n\\= h\n1887\\. x"
+    assert md_escape("see http://a.b and www.c.d $$x$$") == "see http\\://a.b and www\\.c.d \\$\\$x\\$\\$"
 
 
 def test_non_loopback_host_without_auth_is_refused(tmp_path: Path) -> None:
@@ -204,5 +263,73 @@ def test_upload_notes_a_renamed_id_and_the_list_says_1_chunk(indexed: Path, tmp_
            "the id **isil-retakes-syria-border-town.txt** belongs to another document" in status
     assert str(app.ROOT) not in status and str(indexed) not in status
     assert "**uploads/isil-retakes-syria-border-town.txt** — 1 chunk\n" in docs
-    note, docs, _ = handler["remove"]("uploads/isil-retakes-syria-border-town.txt")
-    assert note == "Removed **uploads/isil-retakes-syria-border-town.txt** (1 chunk)."
+    note, docs, _ = handler["remove"](["uploads/isil-retakes-syria-border-town.txt", "isil-retakes-syria-border-town.txt"])
+    assert note == "Removed **uploads/isil-retakes-syria-border-town.txt** (1 chunk).\n\n" \
+                   "Removed **isil-retakes-syria-border-town.txt** (5 chunks)."
+    assert docs.startswith("*No documents yet")
+
+
+@pytest.fixture
+def served_with_login(indexed: Path):
+    """The app launched with a login (ann / right-password) and a short lockout; yields (URL, demo)."""
+    from agent.answer import Agent
+
+    demo = app.build_app(Agent())
+    port = free_port()
+    app.launch(demo, "127.0.0.1", port, auth=("ann", "right-password"), block=False, quiet=True,
+               login_limit={"max_failures": 3, "lockout_s": 2.0, "delay_s": 0.1})
+    yield f"http://127.0.0.1:{port}", demo
+    demo.close()
+
+
+def test_failed_logins_lock_the_client_out_then_expire(served_with_login) -> None:
+    import httpx
+
+    url, _ = served_with_login
+    with httpx.Client(base_url=url, timeout=30) as http:
+        codes = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            codes.append(http.post("/login", data={"username": "ann", "password": "wrong"}).status_code)
+        assert codes == [400, 400, 400] and time.perf_counter() - t0 >= 0.25  # the third waited 0.3 s
+        locked = http.post("/login", data={"username": "ann", "password": "right-password"})
+        assert locked.status_code == 429 and "Too many failed logins" in locked.json()["detail"]
+        assert int(locked.headers["retry-after"]) >= 1
+        time.sleep(2.1)
+        ok = http.post("/login", data={"username": "ann", "password": "right-password"})
+        assert ok.status_code == 200 and ok.json() == {"success": True}
+        # a success clears the count: two more failures do not lock
+        assert [http.post("/login", data={"username": "ann", "password": "x"}).status_code for _ in range(2)] == [400, 400]
+        assert http.post("/login", data={"username": "ann", "password": "right-password"}).status_code == 200
+
+
+def test_upload_and_remove_are_unreachable_through_the_queue_without_login(served_with_login, tmp_path) -> None:
+    """/gradio_api/queue/join with the private upload / remove handlers: 401 without the login cookie;
+    with it, the remove handler runs (the document goes)."""
+    import httpx
+
+    from index import ingest
+
+    url, demo = served_with_login
+    index = {f.fn.__name__: i for i, f in demo.fns.items() if getattr(f.fn, "__name__", "") in ("upload", "remove", "documents")}
+    doc = "isil-retakes-syria-border-town.txt"
+    indexed_ids = lambda: [d["doc_id"] for d in ingest.listing(Config.resolve())["documents"]]  # noqa: E731
+
+    def join(http, name: str, data: list) -> int:
+        """Queue a call of handler `name`; when accepted, wait for it to finish. Returns the join status."""
+        r = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": index[name], "session_hash": "s1",
+                                                      "event_data": None, "trigger_id": None})
+        if r.status_code == 200:
+            with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": "s1"}) as events:
+                next(line for line in events.iter_lines() if '"process_completed"' in line)
+        return r.status_code
+
+    with httpx.Client(base_url=url, timeout=60) as anon:
+        assert join(anon, "remove", [[doc]]) == 401
+        assert join(anon, "upload", [[{"path": str(tmp_path / "x.txt"), "meta": {"_type": "gradio.FileData"}}]]) == 401
+    assert doc in indexed_ids()
+    with httpx.Client(base_url=url, timeout=60) as user:
+        assert user.post("/login", data={"username": "ann", "password": "right-password"}).status_code == 200
+        assert join(user, "documents", []) == 200  # what the page does on load: fills the remove list
+        assert join(user, "remove", [[doc]]) == 200
+    assert doc not in indexed_ids()
