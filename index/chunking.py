@@ -72,28 +72,27 @@ _LINE = re.compile(r"[^\n]+")
 def _is_abbreviation(line: str, dot: int) -> bool:
     if line[dot] != ".":
         return False
-    word = re.search(r"([A-Za-z.]+)$", line[:dot])
+    word = re.search(r"([A-Za-z.]+)$", line[max(0, dot - 16):dot])  # a bounded look back: linear in the line
     if not word:
         return False
     w = word.group(1).lower()
     return w in _ABBREV or (len(w) == 1 and w.isalpha())
 
 
-def _inside_quote(piece: str) -> bool:
-    """True when a curly quotation opened in `piece` is still open (don't split a quote)."""
-    return piece.count("“") > piece.count("”")
-
-
 def split_sentences(text: str) -> list[Span]:
-    """Sentences with offsets; line breaks always end a sentence (titles, list items)."""
+    """Sentences with offsets; line breaks always end a sentence (titles, list items). A sentence does
+    not end inside a curly quotation that it opened. Linear in the text, however long its lines."""
     spans: list[Span] = []
     for line in _LINE.finditer(text):
         body, base, start = line.group(), line.start(), 0
+        seen, open_quotes = 0, 0  # curly quotes still open between `start` and `seen`
         for m in _END.finditer(body):
-            if _is_abbreviation(body, m.start()) or _inside_quote(body[start:m.end()]):
+            open_quotes += body.count("“", seen, m.end()) - body.count("”", seen, m.end())
+            seen = m.end()
+            if _is_abbreviation(body, m.start()) or open_quotes > 0:
                 continue
             spans.append(_trimmed(text, base + start, base + m.end()))
-            start = m.end()
+            start, open_quotes = m.end(), 0
         spans.append(_trimmed(text, base + start, base + len(body)))
     return [s for s in spans if s.text]
 
@@ -132,5 +131,5 @@ def _align(text: str, piece: str, cursor: int) -> tuple[int, int]:
     m = head.search(text, cursor)
     start = m.start() if m else cursor
     tail = re.compile(r"\s+".join(map(re.escape, words[-min(8, len(words)):])))
-    ends = [t.end() for t in tail.finditer(text, start)]
-    return start, (ends[0] if ends else min(len(text), start + len(piece)))
+    end = tail.search(text, start)  # the first match only: a scan to the end per chunk was quadratic
+    return start, (end.end() if end else min(len(text), start + len(piece)))

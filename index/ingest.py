@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import time
@@ -24,6 +25,9 @@ from index.loaders import Document, discover, load_file, unique_id
 from index.store import DocRecord, Store
 
 EMBED_GROUP = 256  # sentences embedded together across small documents
+# A longer document is prepared, embedded and written one section at a time (cut at a paragraph
+# break): memory stays bounded whatever its size, and progress moves within it.
+SECTION_CHARS = 1 << 19
 
 
 @dataclass
@@ -58,21 +62,42 @@ def open_store(cfg: Config, create: bool = True) -> tuple[Store, Embedder]:
     return store, embedder
 
 
-def prepare(doc: Document, cfg: Config) -> tuple[list[dict], list[dict]]:
-    """Chunks and sentences of one document as Chroma records (text + metadata with offsets)."""
-    chunks = chunk_text(doc.text, cfg.chunk_tokens, cfg.chunk_overlap)
-    sentences = split_sentences(doc.text)
+def sections(text: str, size: int = SECTION_CHARS) -> list[tuple[int, int]]:
+    """(start, end) stretches that cover `text`, each at most `size` characters where it can be cut at
+    a paragraph break (else a line break, else a space) in its second half.
+
+    >>> sections("Uno dos.\\n\\nTwo two.\\nThree.", size=14)
+    [(0, 10), (10, 19), (19, 25)]
+    """
+    out, lo = [], 0
+    while len(text) - lo > size:
+        found = ((text.rfind(sep, lo + size // 2, lo + size - len(sep) + 1), sep) for sep in ("\n\n", "\n", " "))
+        cut = next((at + len(sep) for at, sep in found if at >= 0), lo + size)
+        out.append((lo, cut))
+        lo = cut
+    return out + [(lo, len(text))]
+
+
+def prepare(doc: Document, cfg: Config, span: tuple[int, int] | None = None, first: tuple[int, int] = (0, 0)
+            ) -> tuple[list[dict], list[dict]]:
+    """Chunks and sentences of one document (or of its stretch `span`, a `sections` item, whose first
+    chunk and sentence get the positions `first`) as Chroma records (text + metadata with offsets)."""
+    lo, hi = span or (0, len(doc.text))
+    part = doc.text[lo:hi] if span else doc.text
+    chunks = chunk_text(part, cfg.chunk_tokens, cfg.chunk_overlap)
+    sentences = split_sentences(part)
     common = {"doc_id": doc.doc_id, "source": doc.source, "sha256": doc.sha256}
     chunk_recs, sent_recs = [], []
     c = 0
     for i, s in enumerate(sentences):
         while c + 1 < len(chunks) and chunks[c].end < s.end:  # first chunk that holds the sentence's end
             c += 1
-        page = {"page": doc.page_at(s.start)} if doc.pages else {}  # PDFs: the page the sentence starts on
-        sent_recs.append({**common, "text": s.text, "start_char": s.start, "end_char": s.end, "pos": i, "chunk": c,
-                          **page})
+        page = {"page": doc.page_at(lo + s.start)} if doc.pages else {}  # PDFs: the page the sentence starts on
+        sent_recs.append({**common, "text": s.text, "start_char": lo + s.start, "end_char": lo + s.end,
+                          "pos": first[1] + i, "chunk": first[0] + c, **page})
     for i, ch in enumerate(chunks):
-        chunk_recs.append({**common, "text": ch.text, "start_char": ch.start, "end_char": ch.end, "chunk_index": i})
+        chunk_recs.append({**common, "text": ch.text, "start_char": lo + ch.start, "end_char": lo + ch.end,
+                           "chunk_index": first[0] + i})
     return chunk_recs, sent_recs
 
 
@@ -81,12 +106,15 @@ def chunk_vectors(chunks: list[dict], sents: list[dict], sent_vecs: np.ndarray) 
 
     This embeds every sentence once (no 256-word-piece truncation of long chunks) instead of
     embedding each chunk and each sentence; docs/quality.md measures it against embedding chunks.
+    Sentences do not overlap and come in text order, so the ones inside a chunk are a slice found by
+    bisection: linear in the document (a scan of every sentence per chunk was quadratic, issue 16).
     """
+    starts = [s["start_char"] for s in sents]
+    ends = [s["end_char"] for s in sents]
     out = np.zeros((len(chunks), sent_vecs.shape[1]), dtype=np.float32)
     for j, ch in enumerate(chunks):
-        inside = [i for i, s in enumerate(sents)
-                  if s["start_char"] < ch["end_char"] and s["end_char"] > ch["start_char"]]
-        v = sent_vecs[inside].mean(axis=0) if inside else np.zeros(sent_vecs.shape[1], np.float32)
+        lo, hi = bisect.bisect_right(ends, ch["start_char"]), bisect.bisect_left(starts, ch["end_char"])
+        v = sent_vecs[lo:hi].mean(axis=0) if hi > lo else np.zeros(sent_vecs.shape[1], np.float32)
         out[j] = v / (np.linalg.norm(v) or 1.0)
     return out
 
@@ -119,10 +147,19 @@ class _Ids:
         return replace(doc, doc_id=doc_id)
 
 
-def add(paths: list[Path], cfg: Config, progress: bool | None = None,
+Progress = Callable[[int, int, str], None]
+
+
+def add(paths: list[Path], cfg: Config, progress: bool | Progress | None = None,
         on_document: Callable[[str, str], None] | None = None) -> Report:
     """Index files and folders. Files not indexed are listed in `Report.skipped` (the bad ones in
-    `Report.failed` too); good ones are indexed."""
+    `Report.failed` too); good ones are indexed.
+
+    `progress`: True / False / None (a tqdm bar on stderr when it is a terminal), or a callable
+    `progress(done_bytes, total_bytes, path)`, called after each file and each section of a long one,
+    with the bytes of the run's files dealt with so far (the chat's progress). `on_document(doc_id,
+    "added" | "updated")` is called after each document is committed.
+    """
     t0 = time.perf_counter()
     report = Report()
     passed_over: list[UnusableFile] = []
@@ -132,44 +169,63 @@ def add(paths: list[Path], cfg: Config, progress: bool | None = None,
     store, embedder = open_store(cfg)
     known = store.documents()
     ids = _Ids(known)
-    bar = _progress(len(files), progress)
+    bar = _Bar([_size(f) for f, _ in files], progress)
     group: list[tuple[Document, list[dict], list[dict]]] = []
 
+    def written(doc: Document, chunks: int) -> None:
+        updated = doc.doc_id in known and known[doc.doc_id].status == "ready"
+        report.chunks_added += chunks
+        if updated:
+            report.documents_updated += 1
+        else:
+            report.documents_added += 1
+        if on_document:
+            on_document(doc.doc_id, "updated" if updated else "added")
+
     def flush() -> None:
-        texts = [s["text"] for _, _, sents in group for s in sents]
-        vecs = embedder.encode(texts)
+        vecs = embedder.encode([s["text"] for _, _, sents in group for s in sents])
         at = 0
         for doc, chunks, sents in group:
             sv = vecs[at:at + len(sents)]
             at += len(sents)
-            updated = doc.doc_id in known and known[doc.doc_id].status == "ready"
             store.write_document(doc.doc_id, doc.source, doc.sha256, doc.text, chunks,
                                  chunk_vectors(chunks, sents, sv), sents, sv)
-            report.chunks_added += len(chunks)
-            if updated:
-                report.documents_updated += 1
-            else:
-                report.documents_added += 1
-            if on_document:
-                on_document(doc.doc_id, "updated" if updated else "added")
+            written(doc, len(chunks))
         group.clear()
+
+    def stream(doc: Document, file: Path) -> None:
+        """A long document, one section at a time (bounded memory), committed at the end."""
+        old, done = store.begin(doc.doc_id, doc.source, doc.sha256), (0, 0)
+        for lo, hi in sections(doc.text, SECTION_CHARS):
+            chunks, sents = prepare(doc, cfg, (lo, hi), done)
+            vecs = embedder.encode([s["text"] for s in sents])
+            store.add_part(doc.doc_id, doc.sha256, lo, doc.text[lo:hi], chunks, chunk_vectors(chunks, sents, vecs),
+                           sents, vecs)
+            done = (done[0] + len(chunks), done[1] + len(sents))
+            bar.within(file, hi / len(doc.text))
+        store.commit(doc.doc_id, doc.source, doc.sha256, *done, old)
+        written(doc, done[0])
 
     for file, doc_id in files:
         try:
             doc = ids.claim(load_file(file, doc_id=doc_id, max_mb=cfg.max_file_mb), report)
         except UnusableFile as exc:
             report.skip(exc)
-            bar.update(1)
+            bar.within(file, 1.0)
             continue
         rec = known.get(doc.doc_id) if doc else None
         if doc is None or (rec is not None and rec.status == "ready" and rec.sha256 == doc.sha256):
             report.documents_unchanged += 1
+        elif len(doc.text) > SECTION_CHARS:
+            if group:
+                flush()
+            stream(doc, file)
         else:
             chunks, sents = prepare(doc, cfg)
             group.append((doc, chunks, sents))
             if sum(len(s) for _, _, s in group) >= EMBED_GROUP:
                 flush()
-        bar.update(1)
+        bar.within(file, 1.0)
     if group:
         flush()
     bar.close()
@@ -177,12 +233,41 @@ def add(paths: list[Path], cfg: Config, progress: bool | None = None,
     return report
 
 
-def _progress(total: int, enabled: bool | None):
-    from tqdm import tqdm
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, unit="doc", desc="indexing", disable=not enabled or total < 2, file=sys.stderr)
+
+class _Bar:
+    """Progress in bytes of the run's files: a tqdm bar and/or the caller's `progress` callable."""
+
+    def __init__(self, sizes: list[int], progress: bool | Progress | None) -> None:
+        from tqdm import tqdm
+
+        self.total, self.finished, self.done = sum(sizes), 0, 0
+        self.sizes = iter(sizes)
+        self.size = 0
+        self.callback = progress if callable(progress) else None
+        enabled = sys.stderr.isatty() if progress is None else progress is True
+        self.tqdm = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024, desc="indexing",
+                         file=sys.stderr, disable=not enabled or (len(sizes) < 2 and self.total < 2**20))
+        self.path = None
+
+    def within(self, file: Path, share: float) -> None:
+        """`share` (0..1) of `file` is dealt with; files come in the order of `sizes`."""
+        if file != self.path:
+            self.path, self.finished, self.size = file, self.finished + self.size, next(self.sizes, 0)
+        done = self.finished + int(self.size * share)
+        if done > self.done:
+            self.tqdm.update(done - self.done)
+            self.done = done
+        if self.callback:
+            self.callback(self.done, self.total, str(file))
+
+    def close(self) -> None:
+        self.tqdm.close()
 
 
 def remove(doc_id: str, cfg: Config) -> dict:

@@ -2,7 +2,8 @@
 
 - NAME          chunks (token-sized passages) with offsets; vector = mean of its sentence vectors
 - NAME-sents    sentences with offsets (and page, for PDFs) and their own vectors (what answers are cut from)
-- NAME-docs     the manifest: one record per document (sha256, counts, write state) + its full text
+- NAME-docs     the manifest: one record per document (sha256, counts, write state), and the document's
+                text in parts of TEXT_PART characters (records with `text_of`, tagged with the sha256)
 
 Writes are atomic per document (see `write_document`): readers only trust records whose sha256 is the
 one the manifest has committed, and `recover()` removes what a killed writer left behind.
@@ -22,6 +23,8 @@ from index.errors import (CiteqaError, ConfigError, IndexMismatchError, IndexMis
 
 SCHEMA = 1
 _DOCS, _SENTS = "-docs", "-sents"
+TEXT_PART = 1 << 18  # characters of a document's text per record (one record of a 50 MB text grew without bound)
+_MANIFEST = {"status": {"$in": ["ready", "pending"]}}  # the manifest records, not the text parts
 
 
 @dataclass(frozen=True)
@@ -213,41 +216,61 @@ class Store:
 
     # -- manifest ---------------------------------------------------------------------------------
     def documents(self) -> dict[str, DocRecord]:
-        got = self.docs.get(include=["metadatas"])
+        got = self.docs.get(where=_MANIFEST, include=["metadatas"])
         return {i: DocRecord.from_meta(i, m or {}) for i, m in zip(got["ids"], got["metadatas"])}
 
     def ready_shas(self) -> dict[str, str]:
         """doc_id -> committed sha256, for the documents readers may see."""
         return {d.doc_id: d.sha256 for d in self.documents().values() if d.status == "ready"}
 
-    def _put_record(self, rec: DocRecord, text: str) -> None:
-        self.docs.upsert(ids=[rec.doc_id], embeddings=[[1.0]], metadatas=[rec.meta()], documents=[text])
+    def _put_record(self, rec: DocRecord) -> None:
+        self.docs.upsert(ids=[rec.doc_id], embeddings=[[1.0]], metadatas=[rec.meta()], documents=[""])
 
     def document_text(self, doc_id: str) -> str:
-        got = self.docs.get(ids=[doc_id], include=["documents"])
+        got = self.docs.get(ids=[doc_id], include=["documents", "metadatas"])
         if not got["ids"]:
             raise IndexMissingError(f"no document {doc_id!r} in collection {self.cfg.collection!r}",
                                     fix="see `citeqa index list` for the indexed documents")
-        return got["documents"][0] or ""
+        sha = got["metadatas"][0].get("sha256", "")
+        parts = self.docs.get(where=_version(doc_id, sha, "text_of"), include=["documents", "metadatas"])
+        if parts["ids"]:
+            return "".join(d for _, d in sorted(zip((m["start_char"] for m in parts["metadatas"]), parts["documents"])))
+        return got["documents"][0] or ""  # a store written before the text was kept in parts
 
     # -- writes -----------------------------------------------------------------------------------
     def write_document(self, doc_id: str, source: str, sha256: str, text: str, chunks: list[dict],
                        chunk_vecs: np.ndarray, sents: list[dict], sent_vecs: np.ndarray) -> None:
-        """Write one document so that a crash at any point leaves it fully old, fully new, or absent.
+        """Write one document so that a crash at any point leaves it fully old, fully new, or absent:
+        `begin`, one `add_part` with everything, `commit`."""
+        old = self.begin(doc_id, source, sha256)
+        self.add_part(doc_id, sha256, 0, text, chunks, chunk_vecs, sents, sent_vecs)
+        self.commit(doc_id, source, sha256, len(chunks), len(sents), old)
 
-        1. record `pending=new` in the manifest; 2. add chunks and sentences tagged with the new sha256;
-        3. commit: the manifest points at the new sha256 (readers switch here); 4. delete the old version.
-        """
+    def begin(self, doc_id: str, source: str, sha256: str) -> DocRecord | None:
+        """Step 1 of a write: record `pending=new` in the manifest. Returns the version it replaces."""
         old = self.documents().get(doc_id)
         if old is not None and old.status == "ready":
             self.docs.update(ids=[doc_id], metadatas=[{"pending": sha256}])
         else:
-            self._put_record(DocRecord(doc_id, source, "", 0, 0, "pending", sha256, ""), text)
+            self._put_record(DocRecord(doc_id, source, "", 0, 0, "pending", sha256, ""))
+        return old
+
+    def add_part(self, doc_id: str, sha256: str, at: int, text: str, chunks: list[dict], chunk_vecs: np.ndarray,
+                 sents: list[dict], sent_vecs: np.ndarray) -> None:
+        """Step 2, once or in parts: the chunks and sentences of a stretch of the document, and its text
+        (which starts at character `at`), tagged with the new sha256; readers do not see them yet."""
         prefix = f"{doc_id}#{sha256[:12]}"
-        self._add(self.chunks, [f"{prefix}:c{i}" for i in range(len(chunks))], chunk_vecs, chunks)
-        self._add(self.sents, [f"{prefix}:s{i}" for i in range(len(sents))], sent_vecs, sents)
+        self._add(self.chunks, [f"{prefix}:c{c['chunk_index']}" for c in chunks], chunk_vecs, chunks)
+        self._add(self.sents, [f"{prefix}:s{s['pos']}" for s in sents], sent_vecs, sents)
+        for i in range(0, len(text), TEXT_PART):
+            self.docs.add(ids=[f"{prefix}:t{at + i}"], embeddings=[[1.0]], documents=[text[i:i + TEXT_PART]],
+                          metadatas=[{"text_of": doc_id, "sha256": sha256, "start_char": at + i}])
+
+    def commit(self, doc_id: str, source: str, sha256: str, chunks: int, sentences: int,
+               old: DocRecord | None) -> None:
+        """Steps 3 and 4: the manifest points at the new sha256 (readers switch here); the old version goes."""
         stale = old.sha256 if old and old.sha256 and old.sha256 != sha256 else ""
-        self._put_record(DocRecord(doc_id, source, sha256, len(chunks), len(sents), "ready", "", stale), text)
+        self._put_record(DocRecord(doc_id, source, sha256, chunks, sentences, "ready", "", stale))
         if stale:
             self._delete_version(doc_id, stale)
             self.docs.update(ids=[doc_id], metadatas=[{"stale": ""}])
@@ -260,9 +283,10 @@ class Store:
                     metadatas=[{k: v for k, v in p.items() if k != "text"} for p in part])
 
     def _delete_version(self, doc_id: str, sha256: str) -> None:
-        where = {"$and": [{"doc_id": doc_id}, {"sha256": sha256}]}
+        where = _version(doc_id, sha256)
         self.chunks.delete(where=where)
         self.sents.delete(where=where)
+        self.docs.delete(where=_version(doc_id, sha256, "text_of"))
 
     def remove(self, doc_id: str) -> DocRecord:
         rec = self.documents().get(doc_id)
@@ -273,6 +297,7 @@ class Store:
         where = {"doc_id": doc_id}
         self.chunks.delete(where=where)
         self.sents.delete(where=where)
+        self.docs.delete(where={"text_of": doc_id})
         return rec
 
     def recover(self) -> list[str]:
@@ -333,5 +358,10 @@ class Store:
             offset += len(got["ids"])
 
     def counts(self) -> dict[str, int]:
-        return {"chunks": self.chunks.count(), "sentences": self.sents.count(), "documents": self.docs.count()}
+        return {"chunks": self.chunks.count(), "sentences": self.sents.count(), "documents": len(self.documents())}
+
+
+def _version(doc_id: str, sha256: str, key: str = "doc_id") -> dict:
+    """The Chroma filter for one version's records (`key` "text_of" for its text parts)."""
+    return {"$and": [{key: doc_id}, {"sha256": sha256}]}
 

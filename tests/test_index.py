@@ -273,3 +273,71 @@ def test_embedder_matches_sentence_transformers_reference() -> None:
     assert ours.dtype == np.float32 and ours.shape == (4, 384)
     assert np.abs(ours - ref).max() < 1e-5
     assert get_embedder().encode([]).shape == (0, 384)
+
+
+# -- big documents (issue 16) -----------------------------------------------------------------------
+
+def test_chunk_vectors_are_linear_in_the_document() -> None:
+    """20,000 sentences in 4,000 overlapping chunks (a 2 MB text's worth) get their chunk vectors in
+    well under a second; the scan of every sentence per chunk took 8 s here (issue 16: quadratic)."""
+    import time
+
+    import numpy as np
+
+    sents = [{"start_char": 10 * i, "end_char": 10 * i + 9} for i in range(20_000)]
+    chunks = [{"start_char": 50 * j, "end_char": 50 * j + 60} for j in range(4_000)]
+    vecs = np.random.default_rng(0).normal(size=(len(sents), 8)).astype(np.float32)
+    t0 = time.perf_counter()
+    out = ingest.chunk_vectors(chunks, sents, vecs)
+    assert time.perf_counter() - t0 < 1.0
+    for j in (0, 700, 3999):
+        inside = [i for i, s in enumerate(sents)
+                  if s["start_char"] < chunks[j]["end_char"] and s["end_char"] > chunks[j]["start_char"]]
+        want = vecs[inside].mean(axis=0)
+        assert np.allclose(out[j], want / np.linalg.norm(want), atol=1e-6)
+
+
+def test_long_document_is_written_in_sections_with_progress(tmp_path: Path, monkeypatch) -> None:
+    """A document over SECTION_CHARS is prepared, embedded and written one section at a time (here
+    sections of 4,000 characters, so the 20 KB text takes 6): records and text parts are numbered
+    without gaps, no stored text record exceeds TEXT_PART, the text reads back whole, questions are
+    answered from the last section, and `progress` counts up to the file's size."""
+    from agent.retrieve import Retriever
+    from index import store as store_module
+
+    monkeypatch.setattr(ingest, "SECTION_CHARS", 4000)
+    monkeypatch.setattr(store_module, "TEXT_PART", 1500)
+    article = ARTICLE.read_text(encoding="utf-8")
+    text = "\n\n".join(f"Part {i}. {article}" for i in range(6)) + "\n\nThe archive was sealed by Mirza Talib."
+    doc = tmp_path / "long.txt"
+    doc.write_text(text, encoding="utf-8")
+    calls = []
+    cfg = Config.resolve()
+    report = ingest.add([doc], cfg, progress=lambda done, total, path: calls.append((done, total, path)))
+    assert report.documents_added == 1 and not report.failed
+    store, embedder = ingest.open_store(cfg, create=False)
+    rec = store.documents()["long.txt"]
+    assert store.document_text("long.txt") == text
+    for which, key, count in (("chunks", "chunk_index", rec.chunks), ("sents", "pos", rec.sentences)):
+        metas = [m for _, t, m in all_records(store, which)]
+        assert sorted(m[key] for m in metas) == list(range(count))
+    assert all(text[m["start_char"]:m["end_char"]] == t for _, t, m in all_records(store, "sents"))
+    parts = store.docs.get(where={"text_of": "long.txt"}, include=["documents"])["documents"]
+    assert len(parts) >= len(text) / 1500 and max(map(len, parts)) <= 1500
+    assert store.docs.get(ids=["long.txt"], include=["documents"])["documents"] == [""]
+    hits = Retriever(store, embedder).search("Who sealed the archive?").sentences
+    assert hits[0].text == "The archive was sealed by Mirza Talib."
+    size = doc.stat().st_size
+    assert len(calls) == len(ingest.sections(text, 4000)) + 1 >= 6 and calls[-1] == (size, size, str(doc))
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    ingest.remove("long.txt", cfg)
+    assert not store.docs.get(where={"text_of": "long.txt"})["ids"]
+
+
+def test_the_progress_bar_counts_bytes(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("Alpha was built in 1901.", encoding="utf-8")
+    b.write_text("Beta was built in 1902.", encoding="utf-8")
+    ingest.add([a, b], Config.resolve(), progress=True)
+    err = capsys.readouterr().err
+    assert "indexing" in err and "47.0/47.0" in err, err
