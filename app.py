@@ -312,7 +312,7 @@ def build_app(agent) -> gr.Blocks:
     def confirm_remove(doc_ids: list[str] | None) -> tuple[Any, Any]:
         """Ask before removing: the confirmation row names what would go."""
         if not doc_ids:
-            return gr.update(visible=False), "Pick the documents to remove first."
+            return gr.update(visible="hidden"), "Pick the documents to remove first."
         names = ", ".join(f"**{md_escape(d)}**" for d in doc_ids)
         return gr.update(visible=True), f"Remove {plural(len(doc_ids), 'document')} from the index: {names}?"
 
@@ -365,7 +365,7 @@ def build_app(agent) -> gr.Blocks:
                     pick = gr.Dropdown(label="Remove documents", choices=[], value=[], multiselect=True,
                                        elem_id="citeqa-pick")
                     drop = gr.Button("Remove from the index…", variant="stop", size="sm", elem_id="citeqa-remove")
-                with gr.Group(visible=False, elem_id="citeqa-confirm") as confirm:
+                with gr.Group(visible="hidden", elem_id="citeqa-confirm") as confirm:  # in the page, shown on demand
                     question = gr.Markdown(latex_delimiters=[], elem_id="citeqa-confirm-text")
                     with gr.Row():
                         yes = gr.Button("Remove", variant="stop", size="sm", elem_id="citeqa-confirm-yes")
@@ -381,8 +381,8 @@ def build_app(agent) -> gr.Blocks:
         files.upload(upload, files, [files, status, docs_md, pick], **private).then(
             scope_choices, scope, scope, **private)
         drop.click(confirm_remove, pick, [confirm, question], **private)
-        no.click(lambda: gr.update(visible=False), None, confirm, **private)
-        yes.click(lambda: gr.update(visible=False), None, confirm, **private).then(
+        no.click(lambda: gr.update(visible="hidden"), None, confirm, **private)
+        yes.click(lambda: gr.update(visible="hidden"), None, confirm, **private).then(
             remove, pick, [status, docs_md, pick], **private).then(scope_choices, scope, scope, **private)
         demo.load(documents, None, [docs_md, pick], **private).then(scope_choices, scope, scope, **private)
         demo.load(render, turns, chatbot, **private)
@@ -440,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("CITEQA_PORT") or 7860),
                    help="port (default 7860; env CITEQA_PORT)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)  # also for libraries that set their own logger to DEBUG (bm25s does)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
     try:
         auth = auth_from_env(args.host)
         cfg = Config.resolve()

@@ -185,7 +185,7 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
         page.locator("#citeqa-remove").click()
         expect(page.locator("#citeqa-confirm-text")).to_contain_text("Remove 2 documents from the index: zorblat.md, ferries.txt?")
         page.locator("#citeqa-confirm-no").click()
-        expect(page.locator("#citeqa-confirm")).to_be_hidden()
+        expect(page.locator("#citeqa-confirm-text")).to_be_hidden()
         expect(page.locator("#citeqa-docs")).to_contain_text("zorblat.md")
         page.locator("#citeqa-remove").click()
         page.locator("#citeqa-confirm-yes").click()
@@ -197,6 +197,8 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
     assert not outside, f"the page fetched from outside the app: {outside[:5]}"
     fetched = [u for u in requests if u.rstrip("/").endswith(("/x", "/y", "/z", "/w"))]
     assert not fetched, f"hostile HTML made the browser fetch: {fetched}"
+    log = (tmp_path / "app.log").read_text()
+    assert "DEBUG" not in log and "Warning" not in log and "Traceback" not in log, log[-2000:]
 
 
 def test_dark_mode_highlights_are_readable(app_url: str) -> None:
