@@ -17,7 +17,7 @@ import numpy as np
 from agent.injection import addressed
 from agent.text import tokens
 from index.embedding import Embedder
-from index.errors import InputError
+from index.errors import IndexMissingError, InputError
 from index.store import Hit, Store
 
 RRF_K = 60
@@ -146,8 +146,16 @@ class Retriever:
         """Sentences and chunks for `query`, from the documents `docs` only when given (None or empty:
         every document); an id that is not indexed is an `InputError`."""
         shas = self.store.ready_shas()
+        if not shas:
+            raise IndexMissingError(f"collection {self.store.cfg.collection!r} is empty: no documents are indexed "
+                                    "yet — add some with `citeqa index add`",
+                                    fix="run `citeqa index add PATH` (files or folders), or upload files in the chat")
         docs = self._check_docs(docs, shas)
         qvec = self.embedder.encode([query])[0]
+        if not tokens(query):
+            # No word the index can read (its words are Latin-script, agent.text): a question in another
+            # script, or only stopwords. Dense similarity alone then found unrelated sentences (issue 16).
+            return Retrieval(query, qvec, [], [])
         dense = self.store.query("sents", qvec, self.k_sentences, shas, docs) if self.use_dense else []
         self._bm25.refresh(self.store, shas)  # its statistics (idf) serve selection in every mode
         lexical = self._bm25.top(query, self.k_sentences, docs) if self.use_bm25 else []

@@ -200,8 +200,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _dash_hint(argv: list[str]) -> None:
+    """After argparse refused the arguments: name files whose names start with "-" (taken for options)."""
+    dashed = [a for a in argv if a.startswith("-") and a != "--" and Path(a).exists()]
+    if dashed:
+        print(f"error: {dashed[0]!r} is a file, but its name starts with '-' and was taken for an option. "
+              f"Fix: put `--` before the paths: citeqa index add -- {dashed[0]}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code:
+            _dash_hint(sys.argv[1:] if argv is None else argv)
+        raise
     try:
         return int(args.func(args) or 0)
     except CiteqaError as exc:

@@ -13,6 +13,7 @@ each page joined by blank lines, with `Document.pages` saying where each page st
 from __future__ import annotations
 
 import bisect
+import codecs
 import hashlib
 import html.parser
 import io
@@ -40,16 +41,46 @@ class Document:
         return bisect.bisect_right(self.pages, offset) if self.pages else None
 
 
+# Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def _decode(raw: bytes, path: Path) -> str:
-    if b"\x00" in raw[:8192]:
-        raise UnusableFile(path, "looks binary (it contains NUL bytes)",
-                           fix="add text, Markdown, HTML, Word or PDF files only")
-    for encoding in ("utf-8-sig", "cp1252"):
+    """Bytes -> text: by its byte-order mark (UTF-8, UTF-16, UTF-32), else UTF-16/32 without one when
+    charset-normalizer can tell (the text has NUL bytes), else UTF-8, cp1252, latin-1. A text that
+    still holds a NUL anywhere is binary, and rejected (never stored with the NUL).
+
+    >>> _decode("\\ufeffCafé".encode("utf-16-le"), Path("a.txt")), _decode("Café".encode("utf-16-be"), Path("b.txt"))
+    ('Café', 'Café')
+    """
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
+    if encoding is None and b"\x00" in raw:
+        encoding = _wide_encoding(raw)
+    text = None
+    for enc in [encoding] if encoding else ["utf-8", "cp1252"]:
         try:
-            return raw.decode(encoding)
+            text = raw.decode(enc)
+            break
         except UnicodeDecodeError:
             continue
-    return raw.decode("latin-1")
+    if text is None and encoding:
+        raise UnusableFile(path, f"is not valid {encoding.upper()} text", fix="save it again as UTF-8")
+    text = raw.decode("latin-1") if text is None else text
+    if "\x00" in text:
+        raise UnusableFile(path, "looks binary (it contains NUL bytes)",
+                           fix="add text, Markdown, HTML, Word or PDF files only; if it is text, remove the NUL "
+                               "bytes (e.g. `tr -d '\\000' < FILE > FIXED`) and add that")
+    return text
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """UTF-16 or UTF-32 (LE or BE) when charset-normalizer finds text in that encoding, else None."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw[:1 << 16]).best()  # a sample: detection costs seconds on megabytes
+    name = best.encoding if best else ""
+    return name.replace("_", "-") if name.startswith(("utf_16", "utf_32")) else None
 
 
 class _VisibleText(html.parser.HTMLParser):
@@ -185,11 +216,20 @@ def _unsupported(path: Path) -> UnusableFile:
 
 def _walk(folder: Path, skipped: list[UnusableFile]) -> list[Path]:
     """The supported files under `folder`, sorted. Every other entry is put in `skipped`: a hidden one
-    (name starting with ".") once, without looking inside it."""
+    (name starting with ".") or a virtual environment (`pyvenv.cfg`, `conda-meta`) once, without looking
+    inside it, and a folder that cannot be read with the reason."""
     found = []
-    for entry in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        skipped.append(UnusableFile(folder, f"cannot be read ({exc.strerror})",
+                                    fix="check its permissions, or add the files inside it by their paths"))
+        return []
+    for entry in entries:
         if entry.name.startswith("."):
             skipped.append(UnusableFile(entry, "is hidden", fix="add it by its path to index it anyway"))
+        elif entry.is_dir() and not entry.is_symlink() and _is_venv(entry):
+            skipped.append(UnusableFile(entry, "is a virtual environment", fix="add it by its path to index it anyway"))
         elif entry.is_dir() and not entry.is_symlink():
             found += _walk(entry, skipped)
         elif entry.is_dir():
@@ -202,6 +242,13 @@ def _walk(folder: Path, skipped: list[UnusableFile]) -> list[Path]:
         else:
             found.append(entry)
     return found
+
+
+def _is_venv(folder: Path) -> bool:
+    try:
+        return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+    except OSError:  # an unreadable folder: `_walk` reports it
+        return False
 
 
 def discover(paths: list[Path], skipped: list[UnusableFile] | None = None) -> Iterator[tuple[Path, str]]:

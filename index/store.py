@@ -80,12 +80,28 @@ def connect(cfg: Config):
     except CiteqaError:
         raise
     except Exception as exc:  # chromadb raises many types for "cannot open"; all mean the same to a user
+        if not cfg.chroma_url and _read_only(cfg, exc):
+            raise StoreUnavailableError(
+                f"the Chroma store at {cfg.chroma_path} is read-only for this user ({type(exc).__name__}: {exc}); "
+                "Chroma writes to its directory when it opens, even to read",
+                fix=f"give this user write access to {cfg.home}, or copy it to a writable place and point "
+                    f"CITEQA_HOME there (cp -r {cfg.home} /tmp/citeqa-home && CITEQA_HOME=/tmp/citeqa-home citeqa ...)"
+            ) from None
         where = cfg.chroma_url or str(cfg.chroma_path)
         fix = ("start the server (`chroma run --path DIR --port N`) or unset CITEQA_CHROMA_URL"
                if cfg.chroma_url else
                "close other programs using it; if it is corrupt, move it aside and re-run `citeqa index add`")
         raise StoreUnavailableError(f"cannot open the Chroma store at {where} ({type(exc).__name__}: {exc})",
                                     fix=fix) from None
+
+
+def _read_only(cfg: Config, exc: Exception) -> bool:
+    """Did opening fail because the store's directory (or CITEQA_HOME) cannot be written?"""
+    import os
+
+    folder = cfg.chroma_path if cfg.chroma_path.exists() else cfg.home
+    return "readonly database" in str(exc) or isinstance(exc, PermissionError) or getattr(exc, "errno", 0) == 30 or (
+        folder.exists() and not os.access(folder, os.W_OK))
 
 
 class _Remote:

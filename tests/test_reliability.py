@@ -9,6 +9,7 @@ test to prove exit codes and the absence of tracebacks end to end. See docs/reli
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shutil
@@ -169,7 +170,9 @@ def _add_one(capsys, path: Path) -> tuple[int, str, str]:
     ("noext", b"some text", "unsupported file type '(none)'"),
     ("junk.pdf", b"%PDF-1.4\n" + bytes(range(1, 256)) * 20, "is not a readable PDF"),
     ("text.pdf", b"this is plain text, not a PDF", "is not a readable PDF"),
-], ids=["empty", "whitespace", "binary-as-txt", "docx", "doc", "no-extension", "junk-pdf", "text-as-pdf"])
+    ("late-nul.txt", b"Plain text. " * 800 + b"\x00 and more text.", "looks binary (it contains NUL bytes)"),
+], ids=["empty", "whitespace", "binary-as-txt", "docx", "doc", "no-extension", "junk-pdf", "text-as-pdf",
+        "nul-after-8kb"])
 def test_unusable_file_is_skipped_with_a_fix(home: Path, tmp_path: Path, capsys, name, content, needle) -> None:
     path = tmp_path / name
     path.write_bytes(content)
@@ -214,6 +217,25 @@ def test_cp1252_text_is_decoded_and_indexed(home: Path, tmp_path: Path, capsys) 
     assert rc == 0 and "added 1," in out, err
     store, _ = open_store(Config.resolve(), create=False)
     assert store.document_text("legacy.txt") == text
+
+
+@pytest.mark.parametrize("encoding, bom", [
+    ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE), ("utf-8", codecs.BOM_UTF8),
+    ("utf-32-le", codecs.BOM_UTF32_LE), ("utf-16-le", b""), ("utf-16-be", b"")],
+    ids=["utf16le-bom", "utf16be-bom", "utf8-bom", "utf32le-bom", "utf16le-no-bom", "utf16be-no-bom"])
+def test_unicode_text_with_or_without_a_byte_order_mark(home: Path, tmp_path: Path, capsys, encoding, bom) -> None:
+    """Issue 16: UTF-16 files (with a BOM) were rejected as binary. The mark is dropped from the text;
+    UTF-16 without one is recognised by charset-normalizer. The stored text is the original text."""
+    from index.config import Config
+    from index.ingest import open_store
+
+    text = "Café Zürich — “naïve” guests paid 5 €.\nThe مكتبة (library) was rebuilt in 1887.\n" * 3
+    path = tmp_path / f"wide-{encoding}-{len(bom)}.txt"
+    path.write_bytes(bom + text.encode(encoding))
+    rc, out, err = _add_one(capsys, path)
+    assert rc == 0 and "added 1," in out, err
+    store, _ = open_store(Config.resolve(), create=False)
+    assert store.document_text(path.name) == text
 
 
 def test_upload_of_bad_files_in_the_chat(home: Path, tmp_path: Path, capsys) -> None:
@@ -674,6 +696,106 @@ def test_empty_home(citeqa_home: Path, capsys) -> None:
         rc, _, err = run_cli(capsys, *argv)
         assert_clean(rc, err, 2)
         assert "does not exist" in err and "citeqa index add PATH" in err
+
+
+def test_empty_collection_says_to_add_documents(indexed: Path, capsys) -> None:
+    """Issue 16: a collection whose documents were all removed answered with a plain refusal."""
+    assert run_cli(capsys, "index", "remove", DOC)[0] == 0
+    rc, out, err = run_cli(capsys, "ask", QUESTION)
+    assert_clean(rc, err, 2)
+    assert "no documents are indexed yet — add some with `citeqa index add`" in err and not out
+
+
+@pytest.mark.parametrize("question", ["من يسيطر على قاعدة الحمدان الجوية الآن؟", "Кто сейчас контролирует авиабазу?",
+                                      "现在谁控制着这个空军基地？"], ids=["arabic", "russian", "chinese"])
+def test_question_in_another_script_is_refused(home: Path, capsys, question: str) -> None:
+    """Issue 16: an Arabic question over the English article got an unrelated cited sentence. No
+    word of these questions is in the index (its words are Latin-script), and the reader believes no
+    passage answers: refused, with no citation."""
+    rc, out, err = run_cli(capsys, "ask", question, "--json")
+    assert rc == 0, err
+    answer = json.loads(out)
+    assert answer["refused"] and not answer["citations"], answer["answer"]
+
+
+def _without_root_powers(argv: list[str]) -> list[str] | None:
+    """`argv` run as root without the right to bypass file permissions (capsh), or None where capsh
+    cannot drop them: tests run as root, for whom chmod 000 blocks nothing."""
+    cmd = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$@"', "sh"]
+    probe = subprocess.run(cmd + ["true"], capture_output=True) if shutil.which("capsh") else None
+    return cmd + argv if probe and probe.returncode == 0 else None
+
+
+def test_index_add_dot_skips_hidden_and_virtual_env_folders(citeqa_home: Path, tmp_path: Path, capsys,
+                                                            monkeypatch) -> None:
+    """Issue 16: `index add .` in a repository indexed its .venv (437 of 466 files). Hidden folders and
+    virtual environments (pyvenv.cfg, conda-meta) are skipped with a line each, unless named."""
+    work = tmp_path / "repo"
+    for rel in ("docs/guide.txt", ".venv/lib/site.txt", "env/lib/LICENSE.txt", "conda/pkgs/notes.md",
+                ".git/description.txt"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(f"The file {rel} was written in 1999.", encoding="utf-8")
+    (work / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n", encoding="utf-8")
+    (work / "conda" / "conda-meta").mkdir()
+    monkeypatch.chdir(work)
+    rc, out, err = run_cli(capsys, "index", "add", ".", "--json")
+    assert rc == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert report["documents_added"] == 1
+    assert {(Path(s["path"]).name, s["reason"]) for s in report["skipped"]} == {
+        (".venv", "is hidden"), (".git", "is hidden"), ("env", "is a virtual environment"),
+        ("conda", "is a virtual environment")}
+    rc, out, err = run_cli(capsys, "index", "add", "env")  # named explicitly: indexed
+    assert rc == 0 and "added 1," in out, err
+
+
+def test_unreadable_subfolder_is_reported(citeqa_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "secret.txt").write_text("Hidden away.", encoding="utf-8")
+    (folder / "open.txt").write_text("The bridge was built in 1932.", encoding="utf-8")
+    argv = _without_root_powers([sys.executable, "-m", "citeqa.cli", "index", "add", str(folder)])
+    if argv is None:
+        pytest.skip("capsh cannot drop the permission-bypass capabilities here")
+    (folder / "locked").chmod(0)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=180,
+                              env={**os.environ, "CITEQA_HOME": str(citeqa_home)})
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert proc.returncode == 0 and "added 1," in proc.stdout, proc.stderr
+    assert f"skipped: {folder / 'locked'} cannot be read (Permission denied). Fix: check its permissions" in proc.stderr
+
+
+def test_file_name_starting_with_a_dash_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "-notes.txt").write_text("Some notes.", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "citeqa.cli", "index", "add", "-notes.txt"], capture_output=True,
+                          text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Fix: put `--` before the paths: citeqa index add -- -notes.txt" in proc.stderr
+
+
+def _read_only_mount(home: Path, argv: list[str]) -> list[str] | None:
+    """`argv` in a private mount namespace where `home` is bind-mounted read-only (a real read-only
+    file system), or None where mount namespaces are not allowed."""
+    cmd = ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{home}" "{home}" && exec "$@"', "sh"]
+    probe = subprocess.run(cmd + ["true"], capture_output=True) if shutil.which("unshare") else None
+    return cmd + argv if probe and probe.returncode == 0 else None
+
+
+def test_read_only_home_is_a_clear_error_not_corruption(home: Path) -> None:
+    """Issue 16: a read-only CITEQA_HOME made `ask` and `index list` fail with "attempt to write a
+    readonly database" and a fix that said to move the store aside as if corrupt. Chroma writes to its
+    directory when it opens, so reading needs write access: the error says so."""
+    for cmd in (["index", "list"], ["ask", QUESTION]):
+        argv = _read_only_mount(home, [sys.executable, "-m", "citeqa.cli", *cmd])
+        if argv is None:
+            pytest.skip("mount namespaces are not allowed here")
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=180,
+                              env={**os.environ, "CITEQA_HOME": str(home)})
+        assert_clean(proc.returncode, proc.stderr, 2)
+        assert "is read-only for this user" in proc.stderr and "write access" in proc.stderr
+        assert "corrupt" not in proc.stderr and "move it aside" not in proc.stderr
 
 
 def test_unknown_collection_on_an_indexed_home(home: Path, capsys) -> None:
