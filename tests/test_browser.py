@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = os.environ.get("CITEQA_SCREENSHOTS")  # read at import: the per-test fixture clears CITEQA_*
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -132,11 +133,7 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
         chat = page.locator("#citeqa-chat")
         assert chat.locator("[data-testid=block-label]").count() == 0  # no "Chat" label over the messages
 
-        # 1. A hostile question is shown as typed; the cited answer's [1] opens the viewer on the span.
-        ask(page, HOSTILE_Q, "answered in")
-        user = chat.locator(".message-row.user-row").first
-        expect(user).to_contain_text("1887. [1] <img src=x onerror=\"fetch('/y')\"> <b>bold</b> Who retook")
-        assert chat.locator("img, b, ol, ul").count() == 0
+        # 1. The cited answer's [1] opens the viewer on the span; a hostile question is shown as typed.
         answer = ask(page, "Who retook the al-Hamdan airbase?", "[1]")
         expect(answer.locator("strong").first).to_contain_text("ISIL")
         expect(chat.get_by_text("[1] isil-retakes-syria-border-town.txt").first).to_be_visible()
@@ -145,9 +142,13 @@ def test_chat_in_browser(app_url: str, tmp_path: Path) -> None:
         expect(page.locator("#citeqa-viewer")).to_contain_text("[1] isil-retakes-syria-border-town.txt")
         expect(page.locator("#citeqa-viewer #citeqa-hit")).to_contain_text("ISIL fighters had recaptured the area")
         assert contrast(page, "#citeqa-viewer #citeqa-hit") >= 4.5
-        img = Path(os.environ.get("CITEQA_SCREENSHOTS") or tmp_path)
+        img = Path(SCREENSHOTS or tmp_path)
         img.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(img / "chat-answer.png"))
+        ask(page, HOSTILE_Q, "answered in")
+        user = chat.locator(".message-row.user-row").last
+        expect(user).to_contain_text("1887. [1] <img src=x onerror=\"fetch('/y')\"> <b>bold</b> Who retook")
+        assert chat.locator("img, b, ol, ul").count() == 0
 
         # 2. A follow-up resolved against the conversation; the conversation survives a reload.
         ask(page, "How many air strikes did the coalition conduct near al-Bukamal?", "eight")
