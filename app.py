@@ -180,7 +180,7 @@ def build_app(agent) -> gr.Blocks:
             if not isinstance(t, dict) or not isinstance(t.get("content"), str):
                 continue
             if t.get("role") == "user":
-                shown.append({"role": "user", "content": chat_html.question_html(t["content"])})
+                shown.append({"role": "user", "content": chat_html.esc(t["content"])})
             elif "answer" in t:
                 shown.append({"role": "assistant", "content": chat_html.answer_html(t["answer"], i)})
                 for c in t["answer"]["citations"]:
@@ -190,6 +190,14 @@ def build_app(agent) -> gr.Blocks:
             else:
                 shown.append({"role": "assistant", "content": chat_html.esc(t["content"])})
         return shown
+
+    def restore(turns: list[dict]) -> list[dict]:
+        """The stored conversation on page load; one this version cannot show starts the chat empty."""
+        try:
+            return render(turns)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("the stored conversation could not be shown; starting a new one")
+            return []
 
     def reply(message: str, turns: list[dict], docs: list[str] | None = None) -> Iterator[str | dict]:
         """Answer one question: yields the draft so far while a generative backend writes it, then the
@@ -385,7 +393,7 @@ def build_app(agent) -> gr.Blocks:
         yes.click(lambda: gr.update(visible="hidden"), None, confirm, **private).then(
             remove, pick, [status, docs_md, pick], **private).then(scope_choices, scope, scope, **private)
         demo.load(documents, None, [docs_md, pick], **private).then(scope_choices, scope, scope, **private)
-        demo.load(render, turns, chatbot, **private)
+        demo.load(restore, turns, chatbot, **private)
         gr.api(chat, api_name="chat")
     demo.reply, demo.render = reply, render  # tests drive the answering and rendering directly
     return demo

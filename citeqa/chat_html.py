@@ -37,10 +37,6 @@ def md_escape(text: str) -> str:
     return re.sub(r"(?i)(www)\.|(\w):(//)", lambda m: f"{m[1]}\\." if m[1] else f"{m[2]}\\:{m[3]}", text)
 
 
-def question_html(question: str) -> str:
-    return esc(question)
-
-
 def draft_html(draft: str) -> str:
     """A generative answer while it streams in (markers not yet verified)."""
     return f'<p class="citeqa-draft">{esc(draft)}<span class="citeqa-caret">▍</span></p>'

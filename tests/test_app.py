@@ -158,6 +158,15 @@ def test_follow_up_passes_the_conversation_and_scope_to_the_agent(indexed: Path)
     assert seen[0][1] is None  # no filter: every document
 
 
+def test_a_stored_conversation_that_cannot_be_shown_starts_empty(indexed: Path) -> None:
+    from agent.answer import Agent
+
+    demo = app.build_app(Agent())
+    restore = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "restore")
+    assert restore([{"role": "assistant", "content": "x", "answer": {"citations": [{"n": 1}]}}]) == []
+    assert restore([{"role": "user", "content": "<i>q</i>"}, 7]) == [{"role": "user", "content": "&lt;i&gt;q&lt;/i&gt;"}]
+
+
 def test_excerpt_marks_the_span_inside_its_passage() -> None:
     from citeqa.chat_html import excerpt_html
 
