@@ -295,16 +295,15 @@ def build_app(agent) -> gr.Blocks:
             except CiteqaError as exc:  # its message names the file by its uploaded name
                 notes.append(failed(md_escape(exc.message), exc.fix))
         if saved:
-            done = [0]
+            def on_bytes(done: int, total: int, path: Path) -> None:  # also within a long file's sections
+                progress(0.05 + 0.95 * done / max(total, 1), desc=f"indexing {names.get(str(path), Path(path).name)}")
 
             def on_document(doc_id: str, what: str) -> None:
-                done[0] += 1
-                progress(done[0] / len(saved), desc=f"indexed {doc_id}")
                 notes.append(f"✓ **{md_escape(doc_id)}** {md_escape(what)}")
 
             progress(0.05, desc=f"indexing {plural(len(saved), 'file')}")
             try:
-                report = ingest.add(saved, cfg, progress=False, on_document=on_document)
+                report = ingest.add(saved, cfg, progress=on_bytes, on_document=on_document)
                 notes += [failed(f"{name(x['path'])} {md_escape(x['reason'])}", x["fix"]) for x in report.skipped]
                 notes += [f"ℹ️ {name(r['path'])} is indexed as **{md_escape(r['doc_id'])}**: the id "
                           f"**{md_escape(r['taken'])}** belongs to another document" for r in report.renamed]

@@ -253,9 +253,11 @@ def test_upload_handler_reports_unsupported_types_readably(indexed: Path, tmp_pa
     bad.write_bytes(b"MZ")
     good = tmp_path / "notes.md"
     good.write_text("The Zorblat festival is held every June in Quentown.\n")
-    _, status, docs, _ = upload([str(bad), str(good)], progress=lambda *a, **k: None)
+    seen = []
+    _, status, docs, _ = upload([str(bad), str(good)], progress=lambda *a, **k: seen.append((a[0], k.get("desc"))))
     assert "not a supported file type" in status and "upload one of" in status and "Traceback" not in status
     assert "notes.md" in status and "notes.md" in docs
+    assert seen[-1][0] == pytest.approx(1.0) and seen[-1][1] == "indexing notes.md"  # ingest's byte progress
 
 
 def test_upload_notes_a_renamed_id_and_the_list_says_1_chunk(indexed: Path, tmp_path: Path) -> None:
