@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick clean
+.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable clean
 
 setup: $(STAMP)
 
@@ -39,14 +39,18 @@ eval: setup
 	$(PY) -m citeqa.cli eval --set off-index --report docs/eval-off-index.md
 
 # The reader (docs/reader.md): rebuilds agent/models/reader/ from ../shared/data/squad-train/
-# (SQUAD_TRAIN=DIR to point elsewhere); about 85 min on 2 cores. The quick recipe (~2 min) writes to
-# a temporary folder and leaves the shipped model alone.
+# (SQUAD_TRAIN=DIR to point elsewhere) and fits its answerability judge; about 95 min on 2 cores. The
+# quick recipe (~3 min) writes to a temporary folder and leaves the shipped model alone.
 SQUAD_TRAIN ?= ../shared/data/squad-train
 setup-train: setup
 	$(PY) -m pip install -q --no-build-isolation -e ".[train]"
 
 train-reader: setup-train
 	$(PY) -m citeqa.train_reader --data $(SQUAD_TRAIN)
+
+# Only the answerability judge (agent/answerable.py) of the shipped reader: about 10 min, no torch.
+fit-answerable: setup
+	$(PY) -m citeqa.fit_answerable --data $(SQUAD_TRAIN)
 
 train-reader-quick: setup-train
 	$(PY) -m citeqa.train_reader --quick --data $(SQUAD_TRAIN) --out $$(mktemp -d)/reader

@@ -18,15 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from agent.answerable import Judge
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, Passage, verify
 from agent.answertype import holds_answer
 from agent.condense import condense
 from agent.inputs import check_history, check_question_type
 from agent.read import Pick, read
-from agent.reader import get_reader
-from agent.retrieve import Chunk, Retriever, Sentence
-from agent.select import score
+from agent.reader import Reader, get_reader
+from agent.retrieve import Chunk, Retrieval, Retriever, Sentence
+from agent.select import Selection, score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
 from index.config import Config
@@ -79,6 +80,7 @@ class Agent:
         self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
         self.backend: Backend = get_backend(config)
         self.reader = get_reader(config.reader)
+        self.judge = Judge.from_meta(self.reader.meta)
 
     def ask(self, question: str, history: list[dict] | None = None, docs: list[str] | None = None) -> Answer:
         for item in self.stream(question, history, docs):
@@ -94,8 +96,8 @@ class Agent:
         history = check_history(history)
         standalone, context = self._condense(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
-        selection = score(standalone, retrieval, self.retriever)
-        picks = read(standalone, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, self.reader)
+        selection, picks = readings(standalone, retrieval, self.retriever, self.reader)
+        picks = self.judge.rescore(picks, retrieval.qvec)
         passages = self._passages(standalone, picks, [b.sentence for b in selection.best])
         text, citations = "", []
         if passages:
@@ -107,7 +109,7 @@ class Agent:
             if not _MODEL_REFUSES.search(draft):
                 prob = {p.sentence.id: p.prob for p in picks}
                 text, citations = verify(draft, passages, self.embedder.encode, standalone,
-                                         weigh=lambda s: prob.get(s.id, 0.0), min_weight=self.reader.threshold)
+                                         weigh=lambda s: prob.get(s.id, 0.0), min_weight=self.judge.threshold)
         short = _short_answer(picks, citations)
         evidence = [p.sentence for p in picks] or [b.sentence for b in selection.best]
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
@@ -139,7 +141,7 @@ class Agent:
         question words the first lacks (multi-hop). Generative: the best `Config.context_size` sentences,
         the reader's first, then the ranking's, best first (a 1.5B model misread who did what when
         shown whole neighbourhoods; docs/local.md)."""
-        believed = [p for p in picks if p.prob >= self.reader.threshold]
+        believed = [p for p in picks if p.prob >= self.judge.threshold]
         if not believed:
             return []
         if self.backend.generative:
@@ -149,6 +151,13 @@ class Agent:
             return []  # the answer-type check (agent.answertype): no number / date / name of the asked type
         chosen = [believed[0]] + [p for p in believed[1:3] if _adds_words(question, believed[0], p)][:1]
         return [Passage(i + 1, [p.sentence], answer=p.answer) for i, p in enumerate(chosen)]
+
+
+def readings(question: str, retrieval: Retrieval, retriever: Retriever,
+             reader: Reader) -> tuple[Selection, list[Pick]]:
+    """Rank the retrieved sentences and read the best `READ_TOP` (with the reader's own probabilities)."""
+    selection = score(question, retrieval, retriever)
+    return selection, read(question, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, reader)
 
 
 def _context(sentences: list[Sentence], limit: int) -> list[Sentence]:

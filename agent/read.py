@@ -18,7 +18,7 @@ takes the selection's sentences and anything with `read(question, passages) -> [
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.retrieve import Sentence
 
@@ -30,6 +30,7 @@ class Pick:
     sentence: Sentence  # the sentence that holds the answer span
     answer: str         # the span ("" when the span is not a phrase inside the sentence)
     prob: float         # the reader's calibrated probability for the passage it was read in
+    window: list[Sentence] = field(default_factory=list)  # that passage: the sentence and its neighbours
 
 
 def _holder(window: list[Sentence], start: int) -> tuple[Sentence, int]:
@@ -55,5 +56,5 @@ def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sent
         if len(phrase) > SHORT_SHARE * len(sentence.text):
             phrase = ""
         if sentence.id not in best or r.prob > best[sentence.id].prob:
-            best[sentence.id] = Pick(sentence, phrase, r.prob)
+            best[sentence.id] = Pick(sentence, phrase, r.prob, group)
     return sorted(best.values(), key=lambda p: -p.prob)

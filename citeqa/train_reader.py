@@ -29,6 +29,7 @@ from evals.metrics import normalize_answer
 from index.chunking import split_sentences
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad-train"
+FALSE_REFUSALS = 0.03  # the refusal threshold refuses at most this share of held-out answerable questions
 
 
 @dataclass
@@ -164,15 +165,21 @@ def load_articles(data_dir: Path) -> tuple[list[dict], list[dict]]:
     return v1, v2
 
 
-def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example], list[Example]]:
-    """(train, held-out) examples; held-out = 20 v1.1 articles + 6 v2 articles, never trained on."""
-    v1, v2 = load_articles(data_dir)
+def split_articles(v1: list[dict], v2: list[dict], rng: random.Random,
+                   quick: bool = False) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """(held-out v1.1, train v1.1, held-out v2, train v2) articles: 20 v1.1 and 6 v2 articles are held out
+    and never trained on (`citeqa.fit_answerable` reproduces them from the same seed)."""
     rng.shuffle(v1)
     rng.shuffle(v2)
-    held_v1, train_v1 = v1[:20], v1[20:]
-    held_v2, train_v2 = v2[:6], v2[6:]
+    held_v1, train_v1, held_v2, train_v2 = v1[:20], v1[20:], v2[:6], v2[6:]
     if quick:
-        train_v1, train_v2, held_v1, held_v2 = train_v1[:3], train_v2[:1], held_v1[:2], held_v2[:1]
+        return held_v1[:2], train_v1[:3], held_v2[:1], train_v2[:1]
+    return held_v1, train_v1, held_v2, train_v2
+
+
+def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) examples of `split_articles`."""
+    held_v1, train_v1, held_v2, train_v2 = split_articles(*load_articles(data_dir), rng, quick)
     train = build_examples(train_v1 + train_v2, rng)
     add_off_article(train, train_v1 + train_v2, 0.5, rng)
     held = build_examples(held_v1 + held_v2, rng)
@@ -280,26 +287,32 @@ def predict(run, tok, examples: list[Example], batch: int = 64) -> list[dict]:
 
 
 # -- calibration and held-out measures --------------------------------------------------------------
-def fit_platt(logits: np.ndarray, labels: np.ndarray, iters: int = 100) -> tuple[float, float]:
-    """Logistic regression of labels on the logit: P = sigmoid(a * logit + b). Newton steps from
-    (0, 0), halved while they do not lower the log loss."""
-    x = np.stack([logits, np.ones_like(logits)], 1)
+def fit_logistic(x: np.ndarray, labels: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Logistic regression of labels on the columns of `x` (n, k): P = sigmoid(x @ w[:k] + w[k]). Newton
+    steps from 0, halved while they do not lower the log loss; returns w (k + 1 values, the bias last)."""
+    x = np.concatenate([x, np.ones((len(x), 1))], 1)
 
     def loss(w: np.ndarray) -> float:
         z = x @ w
         return float(np.mean(np.logaddexp(0, z) - labels * z))
 
-    w = np.zeros(2)
+    w = np.zeros(x.shape[1])
     for _ in range(iters):
-        p = platt(logits, w[0], w[1])
-        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2), x.T @ (p - labels))
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(len(w)), x.T @ (p - labels))
         t = 1.0
         while t > 1e-4 and loss(w - t * step) > loss(w):
             t /= 2
         w = w - t * step
         if np.abs(t * step).max() < 1e-9:
             break
-    return float(w[0]), float(w[1])
+    return w
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: P = sigmoid(a * logit + b); returns (a, b)."""
+    a, b = fit_logistic(np.asarray(logits, dtype=float)[:, None], labels)
+    return float(a), float(b)
 
 
 def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
@@ -314,7 +327,7 @@ def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
     unanswerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if all(p["ex"].kind == "v2" for p in ps)]
     off = [p for p in preds if p["ex"].kind == "other"]
     pos_probs = np.array(sorted(p["prob"] for p in answerable))
-    threshold = float(pos_probs[int(0.03 * len(pos_probs))]) if len(pos_probs) else 0.5
+    threshold = float(pos_probs[int(FALSE_REFUSALS * len(pos_probs))]) if len(pos_probs) else 0.5
     from evals.metrics import token_f1
 
     pos_rows = [p for p in preds if p["ex"].kind == "pos"]
@@ -431,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
                                                "threads": torch.get_num_threads()}}
     meta.update(calibrate(args.out, tok, held_ex))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
+
+    meta["answerable"] = fit_answerable(args.data, args.out, per_article=8 if args.quick else 40, seed=args.seed,
+                                        quick=args.quick, log=log)
     size = (args.out / "reader.onnx").stat().st_size / 1e6
     log(f"wrote {args.out / 'reader.onnx'} ({size:.1f} MB), held-out {meta['held_out']}")
     return 0

@@ -93,11 +93,11 @@ def test_extractive_answer_leads_with_the_short_answer(indexed: Path, question: 
     check_citations(answer)
 
 
-def test_confidence_and_citation_score_are_the_readers_probability(indexed: Path) -> None:
+def test_confidence_and_citation_score_are_the_judges_probability(indexed: Path) -> None:
     agent = Agent()
     answered = agent.ask("Who retook the al-Hamdan airbase?")
     refused = agent.ask("When was the Marrow Island Lighthouse built?")
-    assert answered.confidence >= agent.reader.threshold > refused.confidence
+    assert answered.confidence >= agent.judge.threshold > refused.confidence
     assert answered.citations[0].score == pytest.approx(answered.confidence, abs=1e-3)
     assert refused.refused and refused.short_answer is None
     d = answered.to_dict()

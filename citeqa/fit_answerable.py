@@ -1,0 +1,154 @@
+"""Fit the answerability judge (`agent.answerable`) through the agent, on held-out training articles.
+
+    python -m citeqa.fit_answerable [--data ../shared/data/squad-train] [--reader agent/models/reader]
+
+The articles that `citeqa.train_reader` holds out from training (the same seed) are written as text
+files. Half of the v1.1 ones and all the v2 ones are indexed in a temporary Chroma store; then the agent's
+own retrieval and reader answer questions of three kinds:
+- answerable: questions of the indexed articles;
+- not indexed: questions of the other half (the document that would answer them is missing);
+- near misses: the v2 articles' unanswerable questions.
+
+Every passage the agent reads for a question is a row: label 1 when the question is answerable and the
+passage holds its gold answer, else 0. A logistic regression over `agent.answerable.FEATURES` fits the
+rows. The threshold is the highest that refuses at most 3 % of the answerable questions, judged on each
+question's most probable passage, as the agent answers. The result goes into `reader.json` under
+"answerable". About 10 minutes on 2 cores; no evaluation set is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from agent.answer import readings
+from agent.answerable import FEATURES, Judge, features
+from agent.reader import MODEL_DIR, Reader
+from agent.retrieve import Retriever
+from citeqa.train_reader import DATA_DIR, FALSE_REFUSALS, fit_logistic, load_articles, split_articles
+from evals.metrics import normalize_answer
+from index import ingest
+from index.config import Config
+
+
+def _questions(article: dict, answerable: bool, n: int, rng: random.Random) -> list[dict]:
+    qas = [qa for p in article["paragraphs"] for qa in p["qas"] if bool(qa.get("is_impossible")) != answerable]
+    return rng.sample(qas, min(n, len(qas)))
+
+
+def _doc_name(article: dict, i: int) -> str:
+    return f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', article['title'])[:60]}.txt"
+
+
+def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: int, quick: bool,
+            log) -> list[dict]:
+    """Index the held-out articles under `work` and return one row per passage read (see the module doc)."""
+    held_v1, _, held_v2, _ = split_articles(*load_articles(data_dir), random.Random(seed), quick)
+    indexed, missing = held_v1[0::2] + held_v2, held_v1[1::2]
+    docs = work / "docs"
+    docs.mkdir(parents=True)
+    for i, article in enumerate(indexed):
+        text = "\n\n".join(p["context"].strip() for p in article["paragraphs"])
+        (docs / _doc_name(article, i)).write_text(text + "\n", encoding="utf-8")
+    cfg = Config.resolve(home=work / "home", collection="fit-answerable")
+    ingest.add(sorted(docs.iterdir()), cfg, progress=False)
+    store, embedder = ingest.open_store(cfg, create=False)
+    retriever = Retriever(store, embedder, mode=cfg.retrieval)
+    rng = random.Random(seed + 2)
+    asked = [(qa, "answerable") for a in indexed for qa in _questions(a, True, per_article, rng)]
+    asked += [(qa, "not indexed") for a in missing for qa in _questions(a, True, per_article, rng)]
+    asked += [(qa, "near miss") for a in held_v2 for qa in _questions(a, False, per_article, rng)]
+    log(f"indexed {len(indexed)} articles; asking {len(asked)} questions")
+    rows = []
+    for n, (qa, kind) in enumerate(asked):
+        retrieval = retriever.search(qa["question"])
+        _, picks = readings(qa["question"], retrieval, retriever, reader)
+        golds = [normalize_answer(a["text"]) for a in qa.get("answers", [])] if kind == "answerable" else []
+        for p in picks:
+            passage = normalize_answer(" ".join(s.text for s in p.window))
+            rows.append({"qid": qa["id"], "kind": kind, "label": int(any(g and g in passage for g in golds)),
+                         "f": features(p, retrieval.qvec)})
+        if n % 100 == 0:
+            log(f"{n}/{len(asked)} questions")
+    return rows
+
+
+def refusal_rates(rows: list[dict], judge: Judge) -> dict:
+    """Per kind of question, the share refused (best passage below the threshold)."""
+    best: dict[str, tuple[str, float]] = {}
+    for r in rows:
+        p = judge.prob(r["f"])
+        if r["qid"] not in best or p > best[r["qid"]][1]:
+            best[r["qid"]] = (r["kind"], p)
+    kinds = sorted({k for k, _ in best.values()})
+    return {k: round(float(np.mean([p < judge.threshold for kk, p in best.values() if kk == k])), 4) for k in kinds}
+
+
+def at_threshold(judge: Judge, rows: list[dict]) -> Judge:
+    """`judge` with the highest threshold that refuses at most `FALSE_REFUSALS` of the answerable questions."""
+    best: dict[str, float] = {}
+    for r in rows:
+        if r["kind"] == "answerable":
+            best[r["qid"]] = max(best.get(r["qid"], 0.0), judge.prob(r["f"]))
+    probs = np.sort(list(best.values()))
+    return replace(judge, threshold=float(probs[int(FALSE_REFUSALS * len(probs))]))
+
+
+def fit(rows: list[dict]) -> Judge:
+    w = fit_logistic(np.array([r["f"] for r in rows], dtype=float), np.array([r["label"] for r in rows], dtype=float))
+    return at_threshold(Judge(tuple(float(x) for x in w[:-1]), float(w[-1]), 0.0), rows)
+
+
+def run(data_dir: Path, reader_dir: Path, per_article: int = 40, seed: int = 13, quick: bool = False,
+        log=print) -> dict:
+    """Fit the judge for the reader in `reader_dir` and write it into its `reader.json`; returns it."""
+    work = Path(tempfile.mkdtemp(prefix="citeqa-fit-"))
+    try:
+        rows = collect(data_dir, Reader(reader_dir), work, per_article, seed, quick, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return write_judge(reader_dir, rows)
+
+
+def write_judge(reader_dir: Path, rows: list[dict]) -> dict:
+    """Fit the judge on `rows` and record it, with its held-out figures, in `reader_dir/reader.json`."""
+    judge = fit(rows)
+    reader_only = at_threshold(Judge((1.0,) + (0.0,) * (len(FEATURES) - 1), 0.0, 0.0), rows)  # the reader alone
+    meta_path = reader_dir / "reader.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["answerable"] = {
+        "weights": dict(zip(FEATURES, (round(w, 4) for w in judge.weights))), "bias": round(judge.bias, 4),
+        "threshold": round(judge.threshold, 4),
+        "held_out": {"questions": len({r["qid"] for r in rows}), "passages": len(rows),
+                     "refused": refusal_rates(rows, judge), "refused_reader_only": refusal_rates(rows, reader_only)},
+    }
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return meta["answerable"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA_DIR)
+    ap.add_argument("--reader", type=Path, default=MODEL_DIR, help="the reader folder whose reader.json to update")
+    ap.add_argument("--per-article", type=int, default=40, help="questions asked per article and kind")
+    ap.add_argument("--seed", type=int, default=13, help="train_reader's seed (the same held-out articles)")
+    ap.add_argument("--quick", action="store_true", help="the quick recipe's held-out articles")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
+    out = run(args.data, args.reader, args.per_article, args.seed, args.quick, log)
+    log(f"answerable judge {json.dumps(out)} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
