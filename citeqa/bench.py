@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,9 +39,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from citeqa import servers
 from index.embedding import BATCH_SIZE
 
-ROOT = Path(__file__).resolve().parent.parent
 COLD_QUESTION = "Who retook the al-Hamdan airbase?"
 QUICK_DOCS = ("1973_oil_crisis.txt", "Jacksonville,_Florida.txt")
 BATCH_SIZES = (8, 16, 32, 64, 128, 256)
@@ -225,37 +224,17 @@ def synthetic_scale(cfg, embedder, sizes: list[int], n_queries: int, texts: list
     return out
 
 
-def stop_process(proc: subprocess.Popen, wait_s: float) -> None:
-    """Terminate a child process; kill it if it has not exited after `wait_s` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(wait_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 @contextmanager
 def chroma_server() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """A `chroma run` server over a temporary folder for the length of a `with` block; yields its URL."""
     path = Path(tempfile.mkdtemp(prefix="citeqa-bench-server-"))
-    exe = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen([str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("`chroma run` did not start")
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        proc, url = servers.start_chroma(path, seconds=60)
+        try:
+            yield url
+        finally:
+            servers.stop(proc, 15)
     finally:
-        stop_process(proc, 15)
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,30 +30,11 @@ import threading
 import time
 from pathlib import Path
 
-from citeqa.bench import stop_process
+from citeqa.servers import ServerStartError, free_port, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXTRA_DOC = ROOT / "evals" / "squad-dev" / "docs" / "Oxygen.txt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"app.py did not serve within {seconds:.0f} s")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -87,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"clients": args.clients, "seconds": args.seconds}
     try:
         t0 = time.monotonic()
-        wait_port(port, app, 300)
+        try:
+            wait_port(port, app, 300, what="app.py")
+        except ServerStartError as exc:
+            raise SystemExit(str(exc)) from None
         result["startup_s"] = round(time.monotonic() - t0, 1)
 
         latencies: list[float] = []
@@ -155,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         result["answers_after"] = isinstance(after, str) and "[1]" in after
         result["answer_after"] = str(after)[:200]
     finally:
-        stop_process(app, 30)
+        stop(app, 30)
         log.close()
 
     # the index afterwards: both documents listed, the write protocol's invariants hold

@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from citeqa.servers import free_port, start_chroma, stop  # noqa: F401 (free_port, start_chroma: used by tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
@@ -86,37 +86,12 @@ def text_pdf(path: Path, pages: list[list[str]]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_chroma(path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start a real `chroma run` server over `path` on a loopback port (a free one unless given);
-    return (process, URL) once it accepts connections."""
-    port = port or free_port()
-    exe = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen([str(exe), "run", "--path", str(path), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("chroma run did not start in 30 s")
-
-
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> str:
     """A real `chroma run` server on a free loopback port; yields its URL."""
     proc, url = start_chroma(tmp_path / "server")
     yield url
-    proc.terminate()
-    proc.wait(10)
+    stop(proc)
 
 
 class ModelServer:
