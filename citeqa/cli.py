@@ -153,6 +153,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    import app  # the top-level app.py, installed with the package (py-modules)
+
+    return app.main([f"--{k}={v}" for k, v in (("host", args.host), ("port", args.port)) if v is not None])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="citeqa", description="Ask your documents; every answer cites its span.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -197,6 +203,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
     b.add_argument("--chroma-server", action="store_true", help="also measure against a `chroma run` server")
     b.set_defaults(func=cmd_bench)
+
+    chat = sub.add_parser("chat", help="the web chat (the same as `python app.py`)")
+    chat.add_argument("--host", help="address to bind (default 127.0.0.1; env CITEQA_HOST); others need CITEQA_AUTH")
+    chat.add_argument("--port", type=int, help="port (default 7860; env CITEQA_PORT)")
+    chat.set_defaults(func=cmd_chat)
     return p
 
 
