@@ -20,7 +20,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
-from citeqa import chat_html, plural
+from citeqa import BUNDLED_ARTICLE as ARTICLE, chat_html, plural
 from citeqa.chat_html import md_escape
 from citeqa.login_limit import LoginLimit
 from index.config import Config  # sets GRADIO_ANALYTICS_ENABLED=False and the offline flags on import
@@ -31,7 +31,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402 — after the settings above (handlers' gr.Request / gr.SelectData hints resolve here)
 
 ROOT = Path(__file__).resolve().parent
-ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 EXAMPLES = ["Who retook the al-Hamdan airbase?", "When did ISIL first seize the border crossing?",
             "How many people died in the attack?"]

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from citeqa import BUNDLED_ARTICLE as ARTICLE
 from evals.metrics import aggregate, score_row
 
 EVALS_DIR = Path(__file__).parent
-DATA_DIR = EVALS_DIR.parent / "data"
-ARTICLE = DATA_DIR / "isil-retakes-syria-border-town.txt"
 
 GATED_UP = ("accuracy", "f1", "short_f1", "refusal_recall", "evidence_hit", "citation_recall", "citation_precision",
             "retrieval_recall_at_5", "mrr")  # higher is better

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from citeqa import BUNDLED_ARTICLE as ARTICLE
+
 ROOT = Path(__file__).resolve().parent.parent
-ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
 
 
 def make_text(path: Path, mb: float) -> int:

@@ -48,6 +48,7 @@ def main() -> int:
 
     from agent.answer import Agent
     from agent.backends.prompting import answer_messages
+    from citeqa import BUNDLED_ARTICLE
     from index import ingest
     from index.config import Config
 
@@ -60,7 +61,7 @@ def main() -> int:
         os.environ["CITEQA_MODEL_PATH"] = str(default_model_path(Config.resolve().home))
     home = tempfile.mkdtemp(prefix="citeqa-bench-local-")
     os.environ["CITEQA_HOME"] = home
-    ingest.add([ROOT / "data" / "isil-retakes-syria-border-town.txt"], Config.resolve(home=home), progress=False)
+    ingest.add([BUNDLED_ARTICLE], Config.resolve(home=home), progress=False)
 
     if args.dump_prompts:
         class Capture:  # a generative backend that records its prompt and declines

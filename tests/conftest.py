@@ -18,10 +18,10 @@ from typing import Callable
 
 import pytest
 
+from citeqa import BUNDLED_ARTICLE as ARTICLE
 from citeqa.servers import free_port, start_chroma, stop  # noqa: F401 (free_port, start_chroma: used by tests)
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
 
 _real_connect = socket.socket.connect
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTICLE = ROOT / "data" / "isil-retakes-syria-border-town.txt"
+from tests.conftest import ARTICLE
 
 KEYS = ("ingest_chunks_per_s", "encoder_chunks_per_s", "ingest_ratio", "ask_p50_ms", "ask_p95_ms",
         "retrieval_p50_ms", "retrieval_p95_ms", "retrieval_chunks", "vs_llamaindex_speedup", "peak_rss_mb",

@@ -1,10 +1,15 @@
-"""The package's doors: `citeqa chat`, the shared server-start helper (citeqa.servers)."""
+"""The package's doors: `citeqa chat`, the shared server-start helper (citeqa.servers), the bundled article
+as package data."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -58,3 +63,38 @@ def test_bench_chroma_server_serves_then_stops() -> None:
 def test_wait_port_names_what_did_not_start() -> None:
     with pytest.raises(servers.ServerStartError, match=r"demo did not accept connections on 127\.0\.0\.1:\d+ within 0 s"):
         servers.wait_port(servers.free_port(), seconds=0, what="demo")
+
+
+def test_the_bundled_article_is_package_data(tmp_path: Path) -> None:
+    """A wheel carries the article inside the citeqa package, where citeqa.BUNDLED_ARTICLE (and so the chat)
+    finds it; installed outside the checkout, `citeqa index add` of it and `citeqa ask` work from another folder."""
+    from citeqa import BUNDLED_ARTICLE
+
+    root = Path(__file__).resolve().parent.parent
+    assert BUNDLED_ARTICLE.is_file() and BUNDLED_ARTICLE.parent == root / "citeqa" / "data"
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info next to the sources
+    shutil.copytree(root, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                    str(src), "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("citeqa-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("citeqa/data/isil-retakes-syria-border-town.txt") == BUNDLED_ARTICLE.read_bytes()
+        assert "app.py" in zf.namelist()  # `citeqa chat` imports it
+    # installed outside the checkout (dependencies from this venv), run from another folder
+    site, work = tmp_path / "site", tmp_path / "work"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+                    str(wheel)], check=True)
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "CITEQA_HOME": str(tmp_path / "home")}
+
+    def citeqa(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "citeqa.cli", *argv], cwd=work, env=env, check=True,
+                              capture_output=True, text=True).stdout
+
+    installed = subprocess.run([sys.executable, "-c", "import app, citeqa; print(app.ARTICLE)"], cwd=work, env=env,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(installed) == site / "citeqa" / "data" / "isil-retakes-syria-border-town.txt"
+    citeqa("index", "add", installed, "--json")
+    answer = json.loads(citeqa("ask", "Who retook the al-Hamdan airbase?", "--json"))
+    assert not answer["refused"] and "ISIL" in answer["answer"]
+    assert answer["citations"][0]["doc_id"] == "isil-retakes-syria-border-town.txt"
