@@ -5,7 +5,8 @@
 
 The file is the bundled article repeated, each copy numbered ("Part 17.") so that no two sentences
 are the same. Each size is indexed by its own subprocess (`ingest.add`, what `citeqa index add`
-runs) in a fresh CITEQA_HOME; peak RSS is that process's own (`os.wait4`). With `--no-encoder` the
+runs) in a fresh CITEQA_HOME; peak RSS and CPU time (user + system: what the
+run costs whatever else the machine runs) are that process's own (`os.wait4`). With `--no-encoder` the
 model is still loaded but `Embedder.encode` returns random unit vectors: the run then measures
 loading, chunking, chunk vectors and Chroma writes, the steps that grew quadratically or held the
 whole document (issue 16), at sizes the encoder would take hours for on 2 shared cores.
@@ -69,6 +70,7 @@ def run(mb: float, work: Path, no_encoder: bool) -> dict:
     seconds = time.perf_counter() - t0
     report = json.loads(out.strip().splitlines()[-1])
     return {"mb": mb, "encoder": not no_encoder, "bytes": size, "seconds": round(seconds, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "chunks": report["chunks_added"],
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "exit": os.waitstatus_to_exitcode(status)}
 
