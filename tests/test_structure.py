@@ -98,3 +98,17 @@ def test_the_bundled_article_is_package_data(tmp_path: Path) -> None:
     answer = json.loads(citeqa("ask", "Who retook the al-Hamdan airbase?", "--json"))
     assert not answer["refused"] and "ISIL" in answer["answer"]
     assert answer["citations"][0]["doc_id"] == "isil-retakes-syria-border-town.txt"
+
+
+def test_python_m_index_is_citeqa_index_without_importing_the_cli(indexed: Path) -> None:
+    import ast
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "index" / "__main__.py").read_text(encoding="utf-8"))
+    modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    modules += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in modules if m.startswith("citeqa")]
+    runs = [subprocess.run([sys.executable, "-m", *cmd, "list", "--json"], capture_output=True, text=True)
+            for cmd in (["index"], ["citeqa.cli", "index"])]
+    assert runs[0].returncode == runs[1].returncode == 0
+    assert runs[0].stdout == runs[1].stdout
+    assert [d["doc_id"] for d in json.loads(runs[0].stdout)["documents"]] == ["isil-retakes-syria-border-town.txt"]
