@@ -1,9 +1,11 @@
 """The public API: `Agent.ask` / `Agent.stream` -> `Answer`. Retrieve -> rank -> read -> draft -> verify.
 
-The reader (`agent.reader`) reads the best-ranked sentences with their neighbours; its calibrated
-probability decides refusal (below `Reader.threshold` nothing answers; the extractive backend also
-refuses a sentence that holds no answer of the asked-for type, `agent.answertype`), its span is the short answer,
-and a citation is kept only for a sentence it found the answer in, whichever backend wrote the draft.
+The reader (`agent.reader`) reads the best-ranked sentences with their neighbours and gives each an
+answer span; the judge (`agent.answerable`) turns the reader's logit and the passage's closeness to the
+question into the probability that decides refusal (below `Judge.threshold` nothing answers; the
+extractive backend also refuses a sentence that holds no answer of the asked-for type,
+`agent.answertype`). The span is the short answer, and a citation is kept only for a sentence the
+judge believes answers, whichever backend wrote the draft.
 
 >>> agent = Agent()                                              # doctest: +SKIP
 >>> a = agent.ask("Who built the bridge?")           # doctest: +SKIP
@@ -135,7 +137,7 @@ class Agent:
         return condense(question, history)
 
     def _passages(self, question: str, picks: list[Pick], ranking: list[Sentence]) -> list[Passage]:
-        """One numbered passage per sentence; none when the reader believes no answer (probability >=
+        """One numbered passage per sentence; none when the judge believes no answer (probability >=
         threshold). Extractive: the best answer's sentence when it holds an answer of the asked-for
         type (`agent.answertype`), plus a second believed one that covers
         question words the first lacks (multi-hop). Generative: the best `Config.context_size` sentences,
