@@ -3,7 +3,8 @@
 The unit of evidence is a sentence with its offsets; chunks are ranked too (the passages a user or a
 generative model reads, and what retrieval recall is measured on). A sentence addressed to the
 assistant (a planted instruction, `agent.injection`) never leaves this module as a candidate or a
-neighbour: it is judged with the sentences before it, so a chat-template block is caught whole.
+neighbour, and BM25's statistics leave it out: each document is judged in order when the BM25 index
+is built, so a chat-template block is caught whole.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from index.errors import IndexMissingError, InputError
 from index.store import Hit, Store
 
 RRF_K = 60
-LOOKBACK = 12  # sentences read before a candidate to tell whether a template block or a turn holds it
+OVERFETCH = 200  # at most this many more dense hits are fetched, standing in for planted ones dropped
 
 
 @dataclass
@@ -71,6 +72,21 @@ def _sha(s: Sentence) -> str:
     return s.id.split("#", 1)[1].split(":", 1)[0]
 
 
+def _planted(hits: list[Hit]) -> set[str]:
+    """The ids of the sentences addressed to the assistant (`agent.injection.addressed`), each document's
+    judged in order, so that a chat-template block or a turn is caught whole."""
+    by_doc: dict[str, list[Hit]] = {}
+    for hit in hits:
+        by_doc.setdefault(hit.meta["doc_id"], []).append(hit)
+    planted = set()
+    for group in by_doc.values():
+        group.sort(key=lambda h: int(h.meta["pos"]))
+        ends = [int(h.meta["end_char"]) for h in group]
+        breaks = [True] + [int(h.meta["start_char"]) - end >= 2 for h, end in zip(group[1:], ends)]  # a blank line
+        planted |= {h.id for h, why in zip(group, addressed([h.text for h in group], breaks)) if why}
+    return planted
+
+
 def _sentence(hit: Hit, vec: np.ndarray, **scores: float) -> Sentence:
     m = hit.meta
     return Sentence(hit.id, m["doc_id"], m.get("source", ""), chunk_id_of(m), int(m["pos"]), int(m["start_char"]),
@@ -86,6 +102,7 @@ class _BM25:
         self.doc_ids = np.array([], dtype=str)  # the document of each of `ids`
         self.model = None
         self.df: Counter[str] = Counter()
+        self.planted: set[str] = set()  # ids of sentences addressed to the assistant (`_planted`)
 
     def refresh(self, store: Store, shas: dict[str, str]) -> None:
         fp = hashlib.sha1(repr(sorted(shas.items())).encode()).hexdigest()
@@ -93,11 +110,14 @@ class _BM25:
             return
         import bm25s
 
+        hits = [hit for hit, _ in store.scan("sents", shas)]
+        self.planted = _planted(hits)
         ids, doc_ids, corpus = [], [], []
-        for hit, _ in store.scan("sents", shas):
-            ids.append(hit.id)
-            doc_ids.append(hit.meta["doc_id"])
-            corpus.append(tokens(hit.text) or ["<empty>"])
+        for hit in hits:
+            if hit.id not in self.planted:  # not evidence, and not counted in the statistics either
+                ids.append(hit.id)
+                doc_ids.append(hit.meta["doc_id"])
+                corpus.append(tokens(hit.text) or ["<empty>"])
         model = bm25s.BM25()
         if corpus:
             # bm25s would add a "" token to the vocabulary that has no scores: a query token "" (a lone
@@ -156,8 +176,10 @@ class Retriever:
             # No word the index can read (its words are Latin-script, agent.text): a question in another
             # script, or only stopwords. Dense similarity alone then found unrelated sentences (issue 16).
             return Retrieval(query, qvec, [], [])
-        dense = self.store.query("sents", qvec, self.k_sentences, shas, docs) if self.use_dense else []
         self._bm25.refresh(self.store, shas)  # its statistics (idf) serve selection in every mode
+        planted = self._bm25.planted
+        dense = [h for h in self.store.query("sents", qvec, self.k_sentences + min(len(planted), OVERFETCH), shas,
+                                             docs) if h.id not in planted][:self.k_sentences] if self.use_dense else []
         lexical = self._bm25.top(query, self.k_sentences, docs) if self.use_bm25 else []
         dense_chunks = self.store.query("chunks", qvec, self.k_chunks, shas, docs) if self.use_dense else []
 
@@ -169,8 +191,6 @@ class Retriever:
 
         fetched = self.store.get("sents", list(fused), embeddings=True) if fused else []
         sentences = [_sentence(hit, vec, dense=float(vec @ qvec), fused=fused[hit.id]) for hit, vec in fetched]
-        planted = self._addressed(sentences, {})
-        sentences = [s for s in sentences if s.id not in planted]
         chunk_rank = {h.id: r for r, h in enumerate(dense_chunks)}
         for s in sentences:  # a sentence inside a top chunk gets that chunk's vote too
             if s.chunk_id in chunk_rank:
@@ -227,23 +247,5 @@ class Retriever:
         ids = list(dict.fromkeys(i for group in wanted.values() for i in group))
         got = self.store.get("sents", ids, embeddings=True) if ids else []
         found = {hit.id: _sentence(hit, vec) for hit, vec in got}
-        planted = self._addressed(list(found.values()), found)
-        return {sid: [found[i] for i in group if i in found and i not in planted] for sid, group in wanted.items()}
-
-    def _addressed(self, sentences: list[Sentence], known: dict[str, Sentence]) -> set[str]:
-        """The ids of `sentences` that are addressed to the assistant (`agent.injection.addressed`), each
-        judged after the LOOKBACK sentences before it in its document (taken from `known`, else fetched
-        in one round trip)."""
-        before = {s.id: [sentence_id(s.doc_id, _sha(s), p) for p in range(max(0, s.pos - LOOKBACK), s.pos)]
-                  for s in sentences}
-        missing = list(dict.fromkeys(i for ids in before.values() for i in ids if i not in known))
-        text = {i: (s.start, s.end, s.text) for i, s in known.items()}
-        text.update({h.id: (int(h.meta["start_char"]), int(h.meta["end_char"]), h.text)
-                     for h, _ in (self.store.get("sents", missing) if missing else [])})
-        planted = set()
-        for s in sentences:
-            run = [text[i] for i in before[s.id] if i in text] + [(s.start, s.end, s.text)]
-            breaks = [True] + [b[0] - a[1] >= 2 for a, b in zip(run, run[1:])]  # 2+ blank characters: a paragraph
-            if addressed([t for _, _, t in run], breaks)[-1]:
-                planted.add(s.id)
-        return planted
+        return {sid: [found[i] for i in group if i in found and i not in self._bm25.planted]
+                for sid, group in wanted.items()}
