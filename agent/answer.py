@@ -33,8 +33,10 @@ from agent.select import Selection, score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
 from index.config import Config
-from index.errors import InputError
+from index.embedding import Embedder
+from index.errors import ConfigError, InputError
 from index.ingest import open_store
+from index.store import Store
 
 REFUSAL = "I don't know — the indexed documents don't say."
 _MODEL_REFUSES = re.compile(
@@ -71,18 +73,32 @@ class Answer:
 class Agent:
     """Answers questions over one indexed collection. Settings: see `index.config.Config`."""
 
-    def __init__(self, collection: str | None = None, backend: str | None = None, *,
-                 config: Config | None = None, **settings: Any) -> None:
+    def __init__(self, collection: str | None = None, backend: str | Backend | None = None, *,
+                 config: Config | None = None, store: Store | None = None, embedder: Embedder | None = None,
+                 reader: Reader | None = None, **settings: Any) -> None:
+        """Settings resolve through `Config`; a collaborator handed in (a `Backend` object, an open
+        store with its embedder, a reader) is used as it is, and the rest are built from the settings."""
+        given = None if backend is None or isinstance(backend, str) else backend
+        name = None if given else backend
         if config is None:
-            config = Config.resolve(collection=collection, backend=backend, **settings)
+            config = Config.resolve(collection=collection, backend=name, **settings)
         else:
-            config = config.with_(collection=collection, backend=backend, **settings)
+            config = config.with_(collection=collection, backend=name, **settings)
         self.config = config
-        self.store, self.embedder = open_store(config, create=False)
+        if store is None:
+            store, embedder = open_store(config, create=False, embedder=embedder)
+        elif embedder is None:
+            raise ConfigError("a store was given without its embedder", fix="pass embedder= too")
+        self.store, self.embedder = store, embedder
         self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
-        self.backend: Backend = get_backend(config)
-        self.reader = get_reader(config.reader)
+        self.backend: Backend = given or get_backend(config)
+        self.reader = reader or get_reader(config.reader)
         self.judge = Judge.from_meta(self.reader.meta)
+
+    @classmethod
+    def from_config(cls, config: Config, **collaborators: Any) -> "Agent":
+        """An agent for `config`; `collaborators` as in `Agent(...)` (store, embedder, reader, backend)."""
+        return cls(config=config, **collaborators)
 
     def ask(self, question: str, history: list[dict] | None = None, docs: list[str] | None = None) -> Answer:
         for item in self.stream(question, history, docs):

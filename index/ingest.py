@@ -54,8 +54,9 @@ class Report:
         return d
 
 
-def open_store(cfg: Config, create: bool = True) -> tuple[Store, Embedder]:
-    embedder = get_embedder(cfg.embed_model)
+def open_store(cfg: Config, create: bool = True, embedder: Embedder | None = None) -> tuple[Store, Embedder]:
+    """The configured store and its embedder (`embedder`, when given, instead of the configured one)."""
+    embedder = embedder or get_embedder(cfg.embed_model)
     store = Store(cfg, embedder.name, embedder.dim, create=create)
     if create:
         store.recover()

@@ -66,6 +66,23 @@ def indexed(article_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+class FunctionBackend:
+    """A generative `Backend` whose draft is `fn(question, passages)`, in process (pydantic-ai's
+    FunctionModel): tests decide what "the model" writes and see what it was shown."""
+
+    name, model, generative = "function", "test-function", True
+
+    def __init__(self, fn: Callable[[str, list], str]) -> None:
+        self.fn, self.calls = fn, []
+
+    def draft(self, question: str, passages: list):
+        self.calls.append((question, passages))
+        yield self.fn(question, passages)
+
+    def rewrite(self, question: str, history: list[dict]) -> str:
+        return question
+
+
 def text_pdf(path: Path, pages: list[list[str]]) -> Path:
     """A PDF with one page per item of `pages`, each line of it a line of Helvetica text (pypdf)."""
     from pypdf import PdfWriter

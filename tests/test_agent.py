@@ -14,7 +14,7 @@ import pytest
 from agent import REFUSAL, Agent
 from agent.cite import split_claims
 from index.errors import BackendError, BackendUnreachableError, ConfigError, IndexMissingError, InputError
-from tests.conftest import ARTICLE, free_port, text_pdf
+from tests.conftest import ARTICLE, FunctionBackend, free_port, text_pdf
 
 TEXT = ARTICLE.read_text(encoding="utf-8")
 RECAPTURE = "ISIL fighters had recaptured the area out by Wednesday afternoon"
@@ -344,3 +344,30 @@ def test_docs_restricts_the_search_to_those_documents(indexed: Path, tmp_path: P
     assert {r["doc_id"] for r in cli["retrieved"]} == {"festival.txt"}
     assert main(["ask", question, "--doc", "nope.txt"]) == 1
     assert "citeqa index list" in capsys.readouterr().err
+
+
+# --- collaborators handed in (issue 17) -------------------------------------------------------------
+
+def test_an_injected_backend_drafts_and_the_agent_still_verifies(indexed: Path) -> None:
+    """A function-backed backend writes the draft; the real store, embedder and reader around it decide
+    what is cited: a claim from its first passage is cited, an invented one is refused."""
+    quoting = FunctionBackend(lambda q, passages: f"{passages[0].sentences[0].text} [1]")
+    inventing = FunctionBackend(lambda q, passages: "Kurdish YPG fighters from Norway retook it in 1999 [1].")
+    question = "Who retook the al-Hamdan airbase?"
+    quoted = Agent(backend=quoting).ask(question)
+    invented = Agent(backend=inventing).ask(question)
+    assert quoting.calls and quoting.calls[0][0] == question
+    assert not quoted.refused and quoted.backend == "function" and "ISIL" in quoted.citations[0].text
+    assert invented.refused and invented.citations == [] and inventing.calls
+
+
+def test_agents_share_an_open_store_embedder_and_reader(indexed: Path) -> None:
+    from index.config import Config
+
+    first = Agent()
+    second = Agent.from_config(Config.resolve(), store=first.store, embedder=first.embedder, reader=first.reader)
+    assert (second.store, second.embedder, second.reader) == (first.store, first.embedder, first.reader)
+    question = "When did ISIL first seize the border crossing?"
+    assert second.ask(question).answer == first.ask(question).answer
+    with pytest.raises(ConfigError, match="embedder"):
+        Agent(store=first.store)
