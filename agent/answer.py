@@ -15,7 +15,6 @@ judge believes answers, whichever backend wrote the draft.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -37,12 +36,8 @@ from index.embedding import Embedder
 from index.errors import ConfigError, InputError
 from index.ingest import open_store
 from index.store import Store
+from prompts import REFUSAL
 
-REFUSAL = "I don't know — the indexed documents don't say."
-_MODEL_REFUSES = re.compile(
-    r"\b(i\s+(do\s*n[o']t|cannot|can't)\s+know|don't know|do not know|not (mentioned|stated|specified|provided|"
-    r"given|say|said|contain)|(does|do)\s*n[o']t (say|mention|state|specify)|no information|cannot (answer|find|"
-    r"determine)|unable to (answer|find|determine))", re.I)
 CONTEXT_TOKENS = 1200  # budget for the sentences shown to a generative model
 READ_TOP = 10  # best-ranked sentences the reader reads (each with its neighbours)
 
@@ -124,7 +119,7 @@ class Agent:
                 pieces.append(piece)
                 yield piece
             draft = "".join(pieces)
-            if not _MODEL_REFUSES.search(draft):
+            if not model_refuses(draft):
                 prob = {p.sentence.id: p.prob for p in picks}
                 text, citations = verify(draft, passages, self.embedder.encode, standalone,
                                          weigh=lambda s: prob.get(s.id, 0.0), min_weight=self.judge.threshold)
@@ -176,6 +171,20 @@ def readings(question: str, retrieval: Retrieval, retriever: Retriever,
     """Rank the retrieved sentences and read the best `READ_TOP` (with the reader's own probabilities)."""
     selection = score(question, retrieval, retriever)
     return selection, read(question, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, reader)
+
+
+def model_refuses(draft: str) -> bool:
+    """The model said it does not know: its draft opens with the words of `REFUSAL` before the dash
+    (the prompts ask for `REFUSAL` exactly). A draft that quotes a document saying "not given" is
+    not a refusal; verification judges it like any claim.
+
+    >>> model_refuses("I don’t know — the indexed documents don't say."), model_refuses("I don't know.")
+    (True, True)
+    >>> model_refuses("The fee is not given in the report [1].")
+    False
+    """
+    opening = REFUSAL.split("—")[0].strip().lower()
+    return draft.strip().lower().replace("’", "'").startswith(opening)
 
 
 def _context(sentences: list[Sentence], limit: int) -> list[Sentence]:

@@ -371,3 +371,20 @@ def test_agents_share_an_open_store_embedder_and_reader(indexed: Path) -> None:
     assert second.ask(question).answer == first.ask(question).answer
     with pytest.raises(ConfigError, match="embedder"):
         Agent(store=first.store)
+
+
+def test_a_quoted_document_sentence_saying_not_given_is_not_a_refusal(tmp_path: Path) -> None:
+    """Only the refusal sentence is a refusal: a draft quoting a document's "not given" is verified and
+    cited like any claim (a regex over phrases like "not given" used to refuse it)."""
+    from index import ingest
+    from index.config import Config
+
+    doc = tmp_path / "harbour.txt"
+    doc.write_text("The Quentown harbour permit was not given until 1903. Fishing boats use the east quay.\n")
+    ingest.add([doc], Config.resolve(), progress=False)
+    backend = FunctionBackend(lambda q, passages: "The permit was not given until 1903 [%d]."
+                              % next(p.n for p in passages if "permit" in p.text))
+    answer = Agent(backend=backend).ask("When was the Quentown harbour permit given?")
+    assert not answer.refused and "1903" in answer.citations[0].text
+    refusing = Agent(backend=FunctionBackend(lambda q, passages: REFUSAL)).ask("When was the Quentown harbour permit given?")
+    assert refusing.refused and refusing.answer == REFUSAL

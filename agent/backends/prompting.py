@@ -7,13 +7,14 @@ last instruction they read, and were seen inventing answers when it came first).
 from __future__ import annotations
 
 from agent.cite import MARKER, Passage
-from prompts import load
+from prompts import REFUSAL, load
 
 
 def answer_messages(question: str, passages: list[Passage]) -> list[dict]:
     body = "\n".join(f"[{p.n}] «{p.text}»" for p in passages)
-    return [{"role": "system", "content": load("system").strip()},
-            {"role": "user", "content": load("answer").format(passages=body, question=question).strip()}]
+    return [{"role": "system", "content": load("system").format(refusal=REFUSAL).strip()},
+            {"role": "user", "content": load("answer").format(passages=body, question=question,
+                                                               refusal=REFUSAL).strip()}]
 
 
 def condense_messages(question: str, history: list[dict]) -> list[dict]:
