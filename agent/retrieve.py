@@ -19,6 +19,7 @@ from agent.injection import addressed
 from agent.text import tokens
 from index.embedding import Embedder
 from index.errors import IndexMissingError, InputError
+from index.ids import parse, record_id
 from index.store import Hit, Store
 
 RRF_K = 60
@@ -61,15 +62,15 @@ class Retrieval:
 
 
 def chunk_id_of(meta: dict) -> str:
-    return f"{meta['doc_id']}#{meta['sha256'][:12]}:c{meta['chunk']}"
+    return record_id(meta["doc_id"], meta["sha256"], "c", meta["chunk"])
 
 
 def sentence_id(doc_id: str, sha: str, pos: int) -> str:
-    return f"{doc_id}#{sha[:12]}:s{pos}"
+    return record_id(doc_id, sha, "s", pos)
 
 
 def _sha(s: Sentence) -> str:
-    return s.id.split("#", 1)[1].split(":", 1)[0]
+    return parse(s.id)[1]
 
 
 def _planted(hits: list[Hit]) -> set[str]:

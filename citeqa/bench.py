@@ -41,6 +41,7 @@ import numpy as np
 
 from citeqa import servers
 from index.embedding import BATCH_SIZE
+from index.ids import record_id
 
 COLD_QUESTION = "Who retook the al-Hamdan airbase?"
 QUICK_DOCS = ("1973_oil_crisis.txt", "Jacksonville,_Florida.txt")
@@ -203,7 +204,7 @@ def synthetic_scale(cfg, embedder, sizes: list[int], n_queries: int, texts: list
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             ids = range(have, have + n)
             store.chunks.add(
-                ids=[f"syn-{i // per_doc:05d}#{sha[:12]}:c{i % per_doc}" for i in ids], embeddings=vecs,
+                ids=[record_id(f"syn-{i // per_doc:05d}", sha, "c", i % per_doc) for i in ids], embeddings=vecs,
                 documents=[texts[i % len(texts)] for i in ids],
                 metadatas=[{"doc_id": f"syn-{i // per_doc:05d}", "source": "synthetic", "sha256": sha,
                             "start_char": 0, "end_char": len(texts[i % len(texts)]), "chunk_index": i % per_doc}

@@ -20,6 +20,7 @@ import numpy as np
 from index.config import Config
 from index.errors import (CiteqaError, ConfigError, IndexMismatchError, IndexMissingError,
                           StoreUnavailableError)
+from index.ids import record_id
 
 SCHEMA = 1
 _DOCS, _SENTS = "-docs", "-sents"
@@ -275,11 +276,10 @@ class Store:
                  sents: list[dict], sent_vecs: np.ndarray) -> None:
         """Step 2, once or in parts: the chunks and sentences of a stretch of the document, and its text
         (which starts at character `at`), tagged with the new sha256; readers do not see them yet."""
-        prefix = f"{doc_id}#{sha256[:12]}"
-        self._add(self.chunks, [f"{prefix}:c{c['chunk_index']}" for c in chunks], chunk_vecs, chunks)
-        self._add(self.sents, [f"{prefix}:s{s['pos']}" for s in sents], sent_vecs, sents)
+        self._add(self.chunks, [record_id(doc_id, sha256, "c", c["chunk_index"]) for c in chunks], chunk_vecs, chunks)
+        self._add(self.sents, [record_id(doc_id, sha256, "s", s["pos"]) for s in sents], sent_vecs, sents)
         for i in range(0, len(text), TEXT_PART):
-            self.docs.add(ids=[f"{prefix}:t{at + i}"], embeddings=[[1.0]], documents=[text[i:i + TEXT_PART]],
+            self.docs.add(ids=[record_id(doc_id, sha256, "t", at + i)], embeddings=[[1.0]], documents=[text[i:i + TEXT_PART]],
                           metadatas=[{"text_of": doc_id, "sha256": sha256, "start_char": at + i}])
 
     def commit(self, doc_id: str, source: str, sha256: str, chunks: int, sentences: int,
