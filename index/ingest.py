@@ -1,6 +1,6 @@
 """load -> chunk -> embed -> store, incremental by content hash and atomic per document.
 
->>> report = add([Path("data")], Config.resolve())        # doctest: +SKIP
+>>> report = add([Path("notes")], Config.resolve())       # doctest: +SKIP
 >>> report.to_dict()["documents_added"]                    # doctest: +SKIP
 1
 """
