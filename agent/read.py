@@ -29,7 +29,7 @@ SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the senten
 class Pick:
     sentence: Sentence  # the sentence that holds the answer span
     answer: str         # the span ("" when the span is not a phrase inside the sentence)
-    prob: float         # the reader's calibrated probability for the passage it was read in
+    prob: float         # P(the passage it was read in answers): the reader's, then the judge's (agent.answerable)
     window: list[Sentence] = field(default_factory=list)  # that passage: the sentence and its neighbours
 
 

@@ -34,7 +34,7 @@ from agent.answer import readings
 from agent.answerable import FEATURES, Judge, features
 from agent.reader import MODEL_DIR, Reader
 from agent.retrieve import Retriever
-from citeqa.train_reader import DATA_DIR, FALSE_REFUSALS, fit_logistic, load_articles, split_articles
+from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, refusal_threshold, split_articles
 from evals.metrics import normalize_answer
 from index import ingest
 from index.config import Config
@@ -82,25 +82,27 @@ def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: 
     return rows
 
 
-def refusal_rates(rows: list[dict], judge: Judge) -> dict:
-    """Per kind of question, the share refused (best passage below the threshold)."""
+def best_passages(rows: list[dict], judge: Judge) -> dict[str, tuple[str, float]]:
+    """Per question, its kind and the judge's probability of its most probable passage."""
     best: dict[str, tuple[str, float]] = {}
     for r in rows:
         p = judge.prob(r["f"])
         if r["qid"] not in best or p > best[r["qid"]][1]:
             best[r["qid"]] = (r["kind"], p)
-    kinds = sorted({k for k, _ in best.values()})
-    return {k: round(float(np.mean([p < judge.threshold for kk, p in best.values() if kk == k])), 4) for k in kinds}
+    return best
+
+
+def refusal_rates(rows: list[dict], judge: Judge) -> dict:
+    """Per kind of question, the share refused (best passage below the threshold)."""
+    best = best_passages(rows, judge).values()
+    return {k: round(float(np.mean([p < judge.threshold for kk, p in best if kk == k])), 4)
+            for k in sorted({k for k, _ in best})}
 
 
 def at_threshold(judge: Judge, rows: list[dict]) -> Judge:
-    """`judge` with the highest threshold that refuses at most `FALSE_REFUSALS` of the answerable questions."""
-    best: dict[str, float] = {}
-    for r in rows:
-        if r["kind"] == "answerable":
-            best[r["qid"]] = max(best.get(r["qid"], 0.0), judge.prob(r["f"]))
-    probs = np.sort(list(best.values()))
-    return replace(judge, threshold=float(probs[int(FALSE_REFUSALS * len(probs))]))
+    """`judge` with the threshold of `train_reader.refusal_threshold` over the answerable questions."""
+    probs = [p for kind, p in best_passages(rows, judge).values() if kind == "answerable"]
+    return replace(judge, threshold=refusal_threshold(probs))
 
 
 def fit(rows: list[dict]) -> Judge:

@@ -315,6 +315,13 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def refusal_threshold(answerable_probs: list[float]) -> float:
+    """The highest threshold that refuses at most `FALSE_REFUSALS` of the answerable questions, given
+    each one's best probability."""
+    probs = np.sort(answerable_probs)
+    return float(probs[int(FALSE_REFUSALS * len(probs))])
+
+
 def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
     """Question-level figures on held-out articles: a question is answered when its best passage's
     probability clears the threshold; the threshold keeps false refusals of answerable questions with
@@ -326,8 +333,7 @@ def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
     answerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if any(p["ex"].kind == "pos" for p in ps)]
     unanswerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if all(p["ex"].kind == "v2" for p in ps)]
     off = [p for p in preds if p["ex"].kind == "other"]
-    pos_probs = np.array(sorted(p["prob"] for p in answerable))
-    threshold = float(pos_probs[int(FALSE_REFUSALS * len(pos_probs))]) if len(pos_probs) else 0.5
+    threshold = refusal_threshold([p["prob"] for p in answerable]) if answerable else 0.5
     from evals.metrics import token_f1
 
     pos_rows = [p for p in preds if p["ex"].kind == "pos"]
