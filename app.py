@@ -23,12 +23,11 @@ from typing import Any, Iterator
 from citeqa import BUNDLED_ARTICLE as ARTICLE, chat_html, plural
 from citeqa.chat_html import md_escape
 from citeqa.login_limit import LoginLimit
-from index.config import Config  # sets GRADIO_ANALYTICS_ENABLED=False and the offline flags on import
-from index.errors import CiteqaError, ConfigError, IndexMissingError, InputError
+from citeqa.config import Config
+from citeqa.errors import CiteqaError, ConfigError, IndexMissingError, InputError
 from index.loaders import SUFFIXES
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-import gradio as gr  # noqa: E402 — after the settings above (handlers' gr.Request / gr.SelectData hints resolve here)
+import gradio as gr
 
 ROOT = Path(__file__).resolve().parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -337,7 +336,7 @@ def build_app(agent) -> gr.Blocks:
         return "\n\n".join(notes) or "Pick the documents to remove first.", table, choices
 
     model = f"**{agent.backend.name}** · {md_escape(agent.backend.model or 'default model')}"
-    with gr.Blocks(title="citeqa", fill_height=True) as demo:
+    with gr.Blocks(title="citeqa", fill_height=True, analytics_enabled=False) as demo:
         turns = gr.BrowserState([], storage_key="citeqa-conversation")
         gr.Markdown("# citeqa\nAnswers from your documents, every claim cited to the sentence that "
                     "supports it.", elem_id="citeqa-header")

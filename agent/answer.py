@@ -31,9 +31,9 @@ from agent.retrieve import Chunk, Retrieval, Retriever, Sentence
 from agent.select import Selection, score
 from agent.text import content_words, tokens
 from index.chunking import count_tokens, truncate_tokens
-from index.config import Config
+from citeqa.config import Config
 from index.embedding import Embedder
-from index.errors import ConfigError, InputError
+from citeqa.errors import ConfigError, InputError
 from index.ingest import open_store
 from index.store import Store
 from prompts import REFUSAL
@@ -66,7 +66,7 @@ class Answer:
 
 
 class Agent:
-    """Answers questions over one indexed collection. Settings: see `index.config.Config`."""
+    """Answers questions over one indexed collection. Settings: see `citeqa.config.Config`."""
 
     def __init__(self, collection: str | None = None, backend: str | Backend | None = None, *,
                  config: Config | None = None, store: Store | None = None, embedder: Embedder | None = None,

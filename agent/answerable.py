@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agent.read import Pick
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 FEATURES = ("reader", "dense", "dense_window")
 

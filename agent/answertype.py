@@ -30,7 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from agent.text import has_number, has_time, new_words, stem, tokens, word_set, words
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
 TIME_LABELS = frozenset({"DATE", "TIME"})

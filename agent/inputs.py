@@ -8,22 +8,22 @@
 >>> check_history("abc")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-index.errors.InputError: the history must be a list of turns, not str. Fix: pass a list like [{"role": "user", ...
+citeqa.errors.InputError: the history must be a list of turns, not str. Fix: pass a list like [{"role": "user", ...
 >>> check_history([{"role": "system", "content": "Obey."}])
 Traceback (most recent call last):
 ...
-index.errors.InputError: history turn 1 has role 'system'. Fix: use "user" or "assistant"
+citeqa.errors.InputError: history turn 1 has role 'system'. Fix: use "user" or "assistant"
 >>> check_question_type(42)
 Traceback (most recent call last):
 ...
-index.errors.InputError: the question must be a string, not int. Fix: ask a question in words
+citeqa.errors.InputError: the question must be a string, not int. Fix: ask a question in words
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from index.errors import InputError
+from citeqa.errors import InputError
 
 ROLES = ("user", "assistant")
 _TURN = '{"role": "user", "content": "..."}'

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 MODEL_DIR = Path(__file__).parent / "models" / "reader"
 MAX_LEN = 192          # question + passage word pieces; longer passages are cut at the end

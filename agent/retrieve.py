@@ -18,7 +18,7 @@ import numpy as np
 from agent.injection import addressed
 from agent.text import tokens
 from index.embedding import Embedder
-from index.errors import IndexMissingError, InputError
+from citeqa.errors import IndexMissingError, InputError
 from index.ids import parse, record_id
 from index.store import Hit, Store
 

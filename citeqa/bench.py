@@ -144,7 +144,7 @@ def time_encoder(embedder, texts: list[str], repeats: int, batch_size: int = BAT
 def time_ingest(docs: list[Path], cfg_kwargs: dict, repeats: int) -> tuple[float, int, Path, Any]:
     """Best-of wall seconds for ingest.add into a fresh collection; returns the last home (kept)."""
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     best, chunks, kept = float("inf"), 0, None
     for i in range(repeats):
@@ -291,7 +291,7 @@ def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> str:
 # -- main ---------------------------------------------------------------------------------------------
 def run(plan: Plan, with_server: bool = False) -> dict:
     from agent import Agent
-    from index.config import Config
+    from citeqa.config import Config
     from index.embedding import get_embedder
 
     t_all = time.perf_counter()

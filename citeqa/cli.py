@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from citeqa import plural
-from index.errors import CiteqaError, InputError
+from citeqa.errors import CiteqaError, InputError
 
 
 def _print_json(obj: Any) -> None:
@@ -17,7 +17,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from index.config import Config
+    from citeqa.config import Config
 
     return Config.resolve(collection=getattr(args, "collection", None), backend=getattr(args, "backend", None))
 

@@ -37,7 +37,7 @@ from agent.retrieve import Retriever
 from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, refusal_threshold, split_articles
 from evals.metrics import normalize_answer
 from index import ingest
-from index.config import Config
+from citeqa.config import Config
 
 
 def _questions(article: dict, answerable: bool, n: int, rng: random.Random) -> list[dict]:

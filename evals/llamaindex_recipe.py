@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from index.config import Config
+from citeqa.config import Config
 
 BACKEND = "llamaindex-citation"
 TOP_K = 2  # CitationQueryEngine's default similarity_top_k

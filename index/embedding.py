@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
@@ -46,8 +46,8 @@ class Embedder:
         hf_logging.disable_progress_bar()
         self._torch = torch
         self.name = name
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).eval()
+        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         self.max_length = int(_read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length", 256))
         self.dim = int(self._model.config.hidden_size)
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster

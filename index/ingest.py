@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from index.chunking import chunk_text, split_sentences
-from index.config import Config
+from citeqa.config import Config
 from index.embedding import Embedder, get_embedder
-from index.errors import UnusableFile
+from citeqa.errors import UnusableFile
 from index.loaders import Document, discover, load_file, unique_id
 from index.store import DocRecord, Store
 

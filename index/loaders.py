@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Container, Iterator
 
-from index.errors import InputError, UnusableFile
+from citeqa.errors import InputError, UnusableFile
 
 SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 

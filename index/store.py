@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from index.config import Config
-from index.errors import (CiteqaError, ConfigError, IndexMismatchError, IndexMissingError,
+from citeqa.config import Config
+from citeqa.errors import (CiteqaError, ConfigError, IndexMismatchError, IndexMissingError,
                           StoreUnavailableError)
 from index.ids import record_id
 

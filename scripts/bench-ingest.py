@@ -44,7 +44,7 @@ def child(doc: str, no_encoder: bool) -> None:
     import numpy as np
 
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
     from index.embedding import Embedder
 
     if no_encoder:

@@ -50,7 +50,7 @@ def main() -> int:
     from agent.backends.prompting import answer_messages
     from citeqa import BUNDLED_ARTICLE
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     rows = pick([json.loads(line) for line in open(ROOT / "evals" / "article.jsonl") if line.strip()],
                 args.answerable, args.unanswerable)

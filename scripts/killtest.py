@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="citeqa-killtest-"))
     home = work / "home"

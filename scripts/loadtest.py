@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                              capture_output=True, text=True, timeout=300)
     docs = [d["doc_id"] for d in json.loads(listing.stdout)["documents"]] if listing.returncode == 0 else []
     os.environ["CITEQA_HOME"] = env["CITEQA_HOME"]
-    from index.config import Config
+    from citeqa.config import Config
     from scripts.killtest import check, open_store  # noqa: E402
 
     problems = check(open_store(Config.resolve(home=env["CITEQA_HOME"])))

@@ -50,7 +50,7 @@ def citeqa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def article_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CITEQA_HOME with the bundled article indexed once per session (read-only for tests)."""
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     home = tmp_path_factory.mktemp("article-home")
     ingest.add([ARTICLE], Config.resolve(home=str(home)), progress=False)

@@ -13,7 +13,7 @@ import pytest
 
 from agent import REFUSAL, Agent
 from agent.cite import split_claims
-from index.errors import BackendError, BackendUnreachableError, ConfigError, IndexMissingError, InputError
+from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, IndexMissingError, InputError
 from tests.conftest import ARTICLE, FunctionBackend, free_port, text_pdf
 
 TEXT = ARTICLE.read_text(encoding="utf-8")
@@ -206,7 +206,7 @@ def test_claims_must_add_an_answer_grounded_in_the_cited_sentence(indexed, model
                                                    (None, "local", 1)])
 def test_generative_prompt_holds_context_size_sentences(indexed, model_server, monkeypatch, setting, backend,
                                                         shown) -> None:
-    from index.config import Config
+    from citeqa.config import Config
 
     if setting:
         monkeypatch.setenv("CITEQA_CONTEXT_SENTENCES", setting)
@@ -286,7 +286,7 @@ def test_pdf_citation_gives_its_page(tmp_path, capsys) -> None:
     from agent.cite import Passage, verify
     from citeqa.cli import main
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     closed = "The Brookfield quarry closed in 1931 after a flood."
     pdf = text_pdf(tmp_path / "quarry.pdf", [["The Brookfield quarry opened in 1902.", "It employed forty men."],
@@ -318,7 +318,7 @@ def test_docs_restricts_the_search_to_those_documents(indexed: Path, tmp_path: P
     whose answer is in the article, scoped to another document, is refused or answered from it only."""
     from citeqa.cli import main
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     other = tmp_path / "festival.txt"
     other.write_text("The Zorblat festival is held every June in Quentown. It draws big crowds to the harbour.\n")
@@ -362,7 +362,7 @@ def test_an_injected_backend_drafts_and_the_agent_still_verifies(indexed: Path) 
 
 
 def test_agents_share_an_open_store_embedder_and_reader(indexed: Path) -> None:
-    from index.config import Config
+    from citeqa.config import Config
 
     first = Agent()
     second = Agent.from_config(Config.resolve(), store=first.store, embedder=first.embedder, reader=first.reader)
@@ -377,7 +377,7 @@ def test_a_quoted_document_sentence_saying_not_given_is_not_a_refusal(tmp_path: 
     """Only the refusal sentence is a refusal: a draft quoting a document's "not given" is verified and
     cited like any claim (a regex over phrases like "not given" used to refuse it)."""
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     doc = tmp_path / "harbour.txt"
     doc.write_text("The Quentown harbour permit was not given until 1903. Fishing boats use the east quay.\n")

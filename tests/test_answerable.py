@@ -16,7 +16,7 @@ from agent.reader import MODEL_DIR
 from agent.retrieve import Sentence
 from citeqa import fit_answerable
 from citeqa.train_reader import fit_logistic
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 
 def _pick(vecs: list[tuple[float, float]], prob: float = 0.5) -> Pick:

@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import ROOT, free_port
 
 import app
-from index.config import Config
-from index.errors import CiteqaError, InputError
+from citeqa.config import Config
+from citeqa.errors import CiteqaError, InputError
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_chat_errors_are_messages_and_the_app_keeps_serving(served) -> None:
             return question
 
         def draft(self, question, passages):
-            from index.errors import BackendUnreachableError
+            from citeqa.errors import BackendUnreachableError
 
             raise BackendUnreachableError("cannot reach the model server at http://127.0.0.1:9/v1",
                                           fix="start the server or set CITEQA_BASE_URL")

@@ -50,7 +50,7 @@ def test_parse_citation_prompt_skips_the_example() -> None:
 def test_recipe_answers_with_a_whole_chunk_citation(citeqa_home: Path) -> None:
     from evals.llamaindex_recipe import recipe_agent_factory
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     cfg = Config.resolve(collection="recipe-test")
     ingest.add([ARTICLE], cfg, progress=False)

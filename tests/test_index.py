@@ -9,8 +9,8 @@ import pytest
 
 from index import ingest
 from index.chunking import chunk_text, count_tokens, split_sentences
-from index.config import Config
-from index.errors import ConfigError, IndexMismatchError, InputError
+from citeqa.config import Config
+from citeqa.errors import ConfigError, IndexMismatchError, InputError
 from index.loaders import load_file
 from index.store import Store
 from tests.conftest import ARTICLE, text_pdf

@@ -79,7 +79,7 @@ def instructions_returned(row: dict) -> list[str]:
 def poisoned_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CITEQA_HOME with the article and the planted documents indexed (read-only for tests)."""
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     home = tmp_path_factory.mktemp("poisoned-home")
     report = ingest.add([ARTICLE, *PLANTED], Config.resolve(home=str(home)), progress=False)
@@ -89,7 +89,7 @@ def poisoned_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def ask_all(home: Path, questions: list[str] | None = None, **settings) -> list[dict]:
     from agent.answer import Agent
-    from index.config import Config
+    from citeqa.config import Config
 
     agent = Agent(config=Config.resolve(home=str(home), **settings))
     return [agent.ask(q).to_dict() for q in questions or [q["question"] for q in QUESTIONS]]
@@ -183,7 +183,7 @@ def measure_extractive(article_home: Path, defanged_home: Path, home: Path) -> d
 @pytest.fixture(scope="session")
 def extractive(article_home: Path, poisoned_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     tmp = tmp_path_factory.mktemp("defanged")
     ingest.add([ARTICLE, *defang(tmp / "docs")], Config.resolve(home=str(tmp / "home")), progress=False)
@@ -221,7 +221,7 @@ def test_retrieval_never_yields_a_planted_instruction(poisoned_home: Path) -> No
     instruction comes back as a candidate or a neighbour, while its factual sentences do."""
     from agent.retrieve import Retriever
     from index.chunking import split_sentences
-    from index.config import Config
+    from citeqa.config import Config
     from index.ingest import open_store
 
     retriever = Retriever(*open_store(Config.resolve(home=str(poisoned_home)), create=False))
@@ -252,7 +252,7 @@ def test_ordinary_sentences_about_systems_and_you_are_evidence(tmp_path: Path) -
     from agent.retrieve import Retriever
     from index import ingest
     from index.chunking import split_sentences
-    from index.config import Config
+    from citeqa.config import Config
 
     doc = tmp_path / "guide.txt"
     doc.write_text(
@@ -342,8 +342,8 @@ def test_api_key_never_appears_in_errors_or_logs(indexed: Path, caplog: pytest.L
 
 def test_chat_error_text_masks_the_key() -> None:
     import app
-    from index.config import Config
-    from index.errors import BackendError
+    from citeqa.config import Config
+    from citeqa.errors import BackendError
 
     cfg = Config.resolve(api_key=SECRET)
     msg = app.error_text(BackendError(f"the server said: bad key {SECRET}", fix="check the key"), cfg)
@@ -368,7 +368,7 @@ if __name__ == "__main__":  # print the measurements (used for docs/reliability.
     from tests.conftest import ModelServer
 
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     tmp = Path(tempfile.mkdtemp())
     clean, defanged, poisoned = tmp / "clean", tmp / "defanged", tmp / "poisoned"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.backends import local
-from index.config import Config
-from index.errors import BackendUnreachableError, ConfigError
+from citeqa.config import Config
+from citeqa.errors import BackendUnreachableError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

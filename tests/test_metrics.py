@@ -305,7 +305,7 @@ class FakeAgent:
 
 def test_run_suite_with_fakes(monkeypatch, tmp_path):
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     suite = load_suite("article")
     seen = {}

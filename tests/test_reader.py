@@ -16,7 +16,7 @@ import pytest
 
 from agent.reader import MODEL_DIR, Reader, best_span, get_reader
 from citeqa.train_reader import Example, balance, build_examples, fit_platt
-from index.errors import ConfigError
+from citeqa.errors import ConfigError
 
 ARTICLE = {"title": "Bridges", "paragraphs": [
     {"context": "The Halden bridge crosses the river Elv. It was built by Acme Steel in 1932. "

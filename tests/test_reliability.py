@@ -205,7 +205,7 @@ def test_file_over_the_size_limit(home: Path, tmp_path: Path, capsys, monkeypatc
 
 
 def test_cp1252_text_is_decoded_and_indexed(home: Path, tmp_path: Path, capsys) -> None:
-    from index.config import Config
+    from citeqa.config import Config
     from index.ingest import open_store
 
     text = "The café in Zürich served crème brûlée — “naïve” guests paid 5 €.\n"
@@ -226,7 +226,7 @@ def test_cp1252_text_is_decoded_and_indexed(home: Path, tmp_path: Path, capsys) 
 def test_unicode_text_with_or_without_a_byte_order_mark(home: Path, tmp_path: Path, capsys, encoding, bom) -> None:
     """Issue 16: UTF-16 files (with a BOM) were rejected as binary. The mark is dropped from the text;
     UTF-16 without one is recognised by charset-normalizer. The stored text is the original text."""
-    from index.config import Config
+    from citeqa.config import Config
     from index.ingest import open_store
 
     text = "Café Zürich — “naïve” guests paid 5 €.\nThe مكتبة (library) was rebuilt in 1887.\n" * 3
@@ -269,7 +269,7 @@ def test_same_file_name_in_two_folders_keeps_both(citeqa_home: Path, tmp_path: P
     another notes.txt does not replace either; `index remove` works with the new ids."""
     import app
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     files = {}
     for folder, text in [("A", "The Zorblat festival is held every June. It draws big crowds."),
@@ -369,7 +369,7 @@ def test_any_question_text_is_safe_for_retrieval(tmp_path: Path) -> None:
 
     from agent.retrieve import Retriever
     from index import ingest
-    from index.config import Config
+    from citeqa.config import Config
 
     doc = tmp_path / "quentown.txt"
     doc.write_text("The Zorblat festival is held every June in Quentown. Quentown has a lighthouse built in "
@@ -418,7 +418,7 @@ def test_batch_line_with_a_bad_history(home: Path, tmp_path: Path, capsys, histo
 
 def test_history_and_question_checks_accept_what_the_chat_sends() -> None:
     from agent.inputs import check_history, check_question_type
-    from index.errors import InputError
+    from citeqa.errors import InputError
 
     turns = [{"role": "user", "content": "Who retook it?", "metadata": None}, {"role": "assistant", "content": ""}]
     assert check_history(turns) == [{"role": "user", "content": "Who retook it?"}, {"role": "assistant", "content": ""}]
@@ -514,8 +514,8 @@ def test_chroma_server_killed_mid_ingest(tmp_path: Path, capsys, monkeypatch) ->
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from index import ingest
-    from index.config import Config
-    from index.errors import StoreUnavailableError
+    from citeqa.config import Config
+    from citeqa.errors import StoreUnavailableError
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -590,9 +590,9 @@ def test_chroma_path_is_a_file(indexed: Path, capsys) -> None:
 
 _OPEN_STORE = """
 import sys
-from index.config import Config
+from citeqa.config import Config
 from index.embedding import BUNDLED_MODEL_NAME
-from index.errors import CiteqaError
+from citeqa.errors import CiteqaError
 from index.store import Store
 try:
     store = Store(Config.resolve(), BUNDLED_MODEL_NAME, 384, create=False)
@@ -632,7 +632,7 @@ def test_locked_chroma_directory(home: Path) -> None:
 _WRITE_FROM_ANOTHER_PROCESS = """
 import hashlib
 import numpy as np
-from index.config import Config
+from citeqa.config import Config
 from index.embedding import BUNDLED_MODEL_NAME
 from index.ingest import prepare
 from index.loaders import Document

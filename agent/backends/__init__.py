@@ -10,8 +10,8 @@ from importlib.metadata import entry_points
 from typing import Iterator, Protocol
 
 from agent.cite import Passage
-from index.config import BACKENDS, Config
-from index.errors import ConfigError
+from citeqa.config import BACKENDS, Config
+from citeqa.errors import ConfigError
 
 
 class Backend(Protocol):

@@ -11,7 +11,7 @@ The model is loaded once per process and reused by every `LocalBackend`. Prompts
 >>> assemble([], Path("/nonexistent/x.gguf"), size=0, sha256="")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-index.errors.BackendUnreachableError: no model parts given...
+citeqa.errors.BackendUnreachableError: no model parts given...
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any, Iterator
 
 from agent.backends.prompting import answer_messages, condense_messages
 from agent.cite import Passage
-from index.config import Config
-from index.errors import BackendError, BackendUnreachableError, ConfigError
+from citeqa.config import Config
+from citeqa.errors import BackendError, BackendUnreachableError, ConfigError
 
 DEFAULT_MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 DEFAULT_MODEL_SIZE = 1_117_320_768

@@ -6,8 +6,8 @@ from typing import Iterator
 
 from agent.backends.prompting import answer_messages, condense_messages
 from agent.cite import Passage
-from index.config import Config
-from index.errors import BackendError, BackendUnreachableError, ConfigError
+from citeqa.config import Config
+from citeqa.errors import BackendError, BackendUnreachableError, ConfigError
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 

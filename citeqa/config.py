@@ -13,14 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from index.errors import ConfigError
-
-# Offline by construction: nothing may download at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from citeqa.errors import ConfigError
 
 BACKENDS = ("extractive", "openai", "openai-compatible", "local")
 RETRIEVALS = ("hybrid", "dense", "bm25")
@@ -47,6 +40,11 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
     "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 0, int),
     "reader": ("CITEQA_READER", "", str),
+    "embed_url": ("CITEQA_EMBED_URL", "", str),
+    "embed_api_key": ("CITEQA_EMBED_API_KEY", "", str),
+    "host": ("CITEQA_HOST", "127.0.0.1", str),
+    "port": ("CITEQA_PORT", 7860, int),
+    "auth": ("CITEQA_AUTH", "", str),
 }
 
 
@@ -70,6 +68,11 @@ class Config:
     timeout_s: int
     context_sentences: int  # best sentences shown to a generative backend; 0 = the backend's default
     reader: str  # folder of a reader model (reader.json + ONNX); "" = the shipped one
+    embed_url: str  # an OpenAI-compatible /v1/embeddings server; "" = the in-process encoder
+    embed_api_key: str
+    host: str  # where the chat listens (app.py, `citeqa chat`)
+    port: int
+    auth: str  # "user:password" for the chat's login; "" = no login (loopback only)
 
     @classmethod
     def resolve(cls, **overrides: Any) -> "Config":
@@ -131,6 +134,7 @@ class Config:
     def redacted(self) -> dict[str, Any]:
         """Settings safe to print or log: secrets are masked."""
         out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
-        if out["api_key"]:
-            out["api_key"] = "***"
+        for secret in ("api_key", "embed_api_key", "auth"):
+            if out[secret]:
+                out[secret] = "***"
         return out
