@@ -33,10 +33,10 @@ test: setup setup-browser
 	$(PY) scripts/test-summary.py $$out
 
 eval: setup
-	$(PY) -m citeqa.cli eval --set article --report docs/eval-article.md
-	$(PY) -m citeqa.cli eval --set squad-dev --report docs/eval-squad-dev.md
-	$(PY) -m citeqa.cli eval --set squad-v2 --report docs/eval-squad-v2.md
-	$(PY) -m citeqa.cli eval --set off-index --report docs/eval-off-index.md
+	$(PY) -m citeqa.cli eval --set article --report evals/reports/article.md
+	$(PY) -m citeqa.cli eval --set squad-dev --report evals/reports/squad-dev.md
+	$(PY) -m citeqa.cli eval --set squad-v2 --report evals/reports/squad-v2.md
+	$(PY) -m citeqa.cli eval --set off-index --report evals/reports/off-index.md
 
 # The reader (docs/reader.md): rebuilds agent/models/reader/ from ../shared/data/squad-train/
 # (SQUAD_TRAIN=DIR to point elsewhere) and fits its answerability judge; about 95 min on 2 cores. The
