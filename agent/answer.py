@@ -20,25 +20,22 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from agent.answerable import Judge
+from agent.answertype import expected
 from agent.backends import Backend, get_backend
-from agent.cite import Citation, Passage, verify
-from agent.answertype import holds_answer
-from agent.condense import condense
+from agent.cite import Citation, verify
 from agent.inputs import check_history, check_question_type
 from agent.read import Pick, read
 from agent.reader import Reader, get_reader
-from agent.retrieve import Chunk, Retrieval, Retriever, Sentence
+from agent.retrieve import Chunk, Retrieval, Retriever, evidence_chunks
 from agent.select import Selection, score
-from agent.text import content_words, tokens
-from index.chunking import count_tokens, truncate_tokens
 from citeqa.config import Config
-from index.embedding import Embedder
 from citeqa.errors import ConfigError, InputError
+from index.chunking import count_tokens, truncate_tokens
+from index.embedding import Embedder
 from index.ingest import open_store
 from index.store import Store
 from prompts import REFUSAL
 
-CONTEXT_TOKENS = 1200  # budget for the sentences shown to a generative model
 READ_TOP = 10  # best-ranked sentences the reader reads (each with its neighbours)
 
 
@@ -80,13 +77,13 @@ class Agent:
         else:
             config = config.with_(collection=collection, backend=name, **settings)
         self.config = config
+        self.backend: Backend = given or get_backend(config)  # first: a wrong backend name fails fast
         if store is None:
             store, embedder = open_store(config, create=False, embedder=embedder)
         elif embedder is None:
             raise ConfigError("a store was given without its embedder", fix="pass embedder= too")
         self.store, self.embedder = store, embedder
         self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
-        self.backend: Backend = given or get_backend(config)
         self.reader = reader or get_reader(config.reader)
         self.judge = Judge.from_meta(self.reader.meta)
 
@@ -107,11 +104,13 @@ class Agent:
         t0 = time.perf_counter()
         question, warnings = self._check_question(check_question_type(question))
         history = check_history(history)
-        standalone, context = self._condense(question, history)
+        standalone, context = self.backend.standalone(question, history)
         retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
-        selection, picks = readings(standalone, retrieval, self.retriever, self.reader)
+        kind = expected(standalone)
+        selection, picks = readings(standalone, kind, retrieval, self.reader)
         picks = self.judge.rescore(picks, retrieval.qvec)
-        passages = self._passages(standalone, picks, [b.sentence for b in selection.best])
+        passages = self.backend.passages(standalone, kind, picks, [b.sentence for b in selection.best],
+                                         self.judge.threshold)
         text, citations = "", []
         if passages:
             pieces = []
@@ -129,7 +128,7 @@ class Agent:
                      latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
                      model=self.backend.model, query=standalone, short_answer=short,
                      confidence=picks[0].prob if picks else 0.0,
-                     retrieved=_retrieved(self.retriever.rerank_chunks(retrieval, evidence)),
+                     retrieved=_retrieved(evidence_chunks(retrieval, evidence, self.retriever.k_chunks)),
                      warnings=warnings)
 
     def _check_question(self, question: str) -> tuple[str, list[str]]:
@@ -142,34 +141,10 @@ class Agent:
                 f"the question was longer than {limit} tokens and was cut to its first {limit}"]
         return question, []
 
-    def _condense(self, question: str, history: list[dict] | None) -> tuple[str, str]:
-        if history and self.backend.generative:
-            return self.backend.rewrite(question, history).strip() or question, ""
-        return condense(question, history)
 
-    def _passages(self, question: str, picks: list[Pick], ranking: list[Sentence]) -> list[Passage]:
-        """One numbered passage per sentence; none when the judge believes no answer (probability >=
-        threshold). Extractive: the best answer's sentence when it holds an answer of the asked-for
-        type (`agent.answertype`), plus a second believed one that covers
-        question words the first lacks (multi-hop). Generative: the best `Config.context_size` sentences,
-        the reader's first, then the ranking's, best first (a 1.5B model misread who did what when
-        shown whole neighbourhoods; docs/local.md)."""
-        believed = [p for p in picks if p.prob >= self.judge.threshold]
-        if not believed:
-            return []
-        if self.backend.generative:
-            ranked = list({s.id: s for s in [p.sentence for p in picks] + ranking}.values())
-            return [Passage(i + 1, [s]) for i, s in enumerate(_context(ranked, self.config.context_size))]
-        if not holds_answer(question, believed[0].sentence.text):
-            return []  # the answer-type check (agent.answertype): no number / date / name of the asked type
-        chosen = [believed[0]] + [p for p in believed[1:3] if _adds_words(question, believed[0], p)][:1]
-        return [Passage(i + 1, [p.sentence], answer=p.answer) for i, p in enumerate(chosen)]
-
-
-def readings(question: str, retrieval: Retrieval, retriever: Retriever,
-             reader: Reader) -> tuple[Selection, list[Pick]]:
+def readings(question: str, kind: str, retrieval: Retrieval, reader: Reader) -> tuple[Selection, list[Pick]]:
     """Rank the retrieved sentences and read the best `READ_TOP` (with the reader's own probabilities)."""
-    selection = score(question, retrieval, retriever)
+    selection = score(question, kind, retrieval)
     return selection, read(question, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, reader)
 
 
@@ -185,23 +160,6 @@ def model_refuses(draft: str) -> bool:
     """
     opening = REFUSAL.split("—")[0].strip().lower()
     return draft.strip().lower().replace("’", "'").startswith(opening)
-
-
-def _context(sentences: list[Sentence], limit: int) -> list[Sentence]:
-    """The first `limit` sentences that fit CONTEXT_TOKENS, in order."""
-    chosen, budget = [], CONTEXT_TOKENS
-    for s in sentences[:limit]:
-        cost = count_tokens(s.text)
-        if cost <= budget:
-            budget -= cost
-            chosen.append(s)
-    return chosen
-
-
-def _adds_words(question: str, first: Pick, other: Pick) -> bool:
-    """Does `other` hold question words that `first` lacks (a second hop)?"""
-    q = set(content_words(question))
-    return bool(q & (set(tokens(other.sentence.text)) - set(tokens(first.sentence.text))))
 
 
 def _short_answer(picks: list[Pick], citations: list[Citation]) -> str | None:

@@ -1,4 +1,6 @@
-"""Does a sentence hold the kind of answer a question asks for? A second refusal check after the reader.
+"""What kind of answer a question asks for (`expected`, computed once per question), and whether a
+sentence holds one: a ranking feature (`type_match`) and a second refusal check after the reader
+(`holds_answer`).
 
 The reader (`agent.reader`) tells near misses from answers poorly (docs/reader.md), so before the
 extractive backend answers with the reader's sentence it also checks that the sentence *can* hold the
@@ -14,6 +16,8 @@ Other questions pass: their answers ("why", "what did he say") have no type a ta
 
 >>> expected("How many civilians died in the fighting?"), expected("What is it called when people rebel?")
 ('number', '')
+>>> expected("Who retook the airbase?"), expected("Where is the crossing?"), expected("Who is the mayor?")
+('agent', 'place', 'person')
 >>> holds_answer("How many civilians died?", "The coalition conducted eight air strikes near the town.")
 False
 >>> holds_answer("How many air strikes hit the town?", "The coalition conducted eight air strikes.")
@@ -29,7 +33,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from agent.text import has_number, has_time, new_words, stem, tokens, word_set, words
+from agent.text import has_number, has_time, new_words, proper_nouns, stem, tokens, word_set, words
 from citeqa.errors import ConfigError
 
 NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
@@ -40,19 +44,46 @@ _NUMBER_Q = re.compile(r"\bhow (many|much|long|far|old|often|large|big|tall|high
 # "when" opens the question ("When did...", "And when..."); "What is it called when..." is not a time question.
 _TIME_Q = re.compile(r"^(\w+ )?when\b|\b(what|which) (year|date|day|month|time|century|decade|calendar date)\b", re.I)
 _PERSON_Q = re.compile(r"\b(name of the|who (is|was|are|were) the)\b", re.I)
+_AGENT_Q = re.compile(r"\bwho(m|se)?\b", re.I)
+_PLACE_Q = re.compile(r"\bwhere\b", re.I)
+_GROUP = re.compile(r"\b(group|army|forces|fighters|government|agency|coalition|militia|people|officials?)\b", re.I)
 _TIME_PHRASE = re.compile(r"\b(during|following|after|before|since|until|upon|in the wake of|"
                           r"at the (beginning|start|end|close|outset) of|at the time of)\b", re.I)
 
 
 def expected(question: str) -> str:
-    """'number', 'time', 'person', or '' when the answer's type cannot be checked."""
+    """'number', 'time', 'person' (a name of a role), 'agent' (who: a name or a group), 'place', or ''
+    (any answer)."""
     if _NUMBER_Q.search(question):
         return "number"
     if _TIME_Q.search(question.strip()):
         return "time"
     if _PERSON_Q.search(question):
         return "person"
+    if _AGENT_Q.search(question):
+        return "agent"
+    if _PLACE_Q.search(question):
+        return "place"
     return ""
+
+
+def type_match(kind: str, text: str, question: str) -> bool:
+    """Does `text` hold a candidate answer of the expected `kind` that the question itself does not?
+    A cheap ranking feature (`agent.select`); `holds_answer` is the stricter check.
+
+    >>> type_match("number", "Air strikes hit the town again.", "How many air strikes hit the town?")
+    False
+    >>> type_match("number", "Eight air strikes hit it.", "How many air strikes hit the town?")
+    True
+    """
+    if not kind:
+        return True
+    novel = new_words(text, question)
+    if kind == "number":
+        return has_number(novel)
+    if kind == "time":
+        return has_time(novel)
+    return bool(proper_nouns(novel)) or kind in ("agent", "person") and bool(_GROUP.search(text))
 
 
 @lru_cache(maxsize=1)
@@ -102,10 +133,11 @@ def _counts_something_else(question: str, text: str) -> bool:
     return bool(heads) and all(h.pos_ in ("NOUN", "PROPN") and stem(h.text) != stem(noun) for h in heads)
 
 
-def holds_answer(question: str, text: str) -> bool:
-    """Can `text` answer `question`, judged by the answer type alone (see the module docstring)?"""
-    kind = expected(question)
-    if not kind:
+def holds_answer(question: str, text: str, kind: str | None = None) -> bool:
+    """Can `text` answer `question`, judged by the answer type alone (see the module docstring)?
+    `kind` is `expected(question)`, computed once by the caller; who- and where-questions pass."""
+    kind = expected(question) if kind is None else kind
+    if kind not in ("number", "time", "person"):
         return True
     new = _new_entities(question, text)
     labels = {e.label_ for e in new}

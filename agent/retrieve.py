@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from agent.injection import addressed
-from agent.text import tokens
+from agent.text import content_words, tokens
 from index.embedding import Embedder
 from citeqa.errors import IndexMissingError, InputError
 from index.ids import parse, record_id
 from index.store import Hit, Store
 
 RRF_K = 60
+CANDIDATES = 24  # the best sentences that come with their neighbours: what selection ranks (`agent.select`)
 OVERFETCH = 200  # at most this many more dense hits are fetched, standing in for planted ones dropped
 
 
@@ -55,10 +56,21 @@ class Chunk:
 
 @dataclass
 class Retrieval:
+    """Everything the later steps need, as plain data: they never call back into the store."""
+
     query: str
     qvec: np.ndarray
     sentences: list[Sentence]  # best first (fused)
     chunks: list[Chunk]  # best first (fused)
+    windows: dict[str, list[Sentence]] = field(default_factory=dict)  # the first CANDIDATES -> neighbours
+    idf: dict[str, float] = field(default_factory=dict)  # BM25 idf of the query's content words
+    chunk_pool: dict[str, Chunk] = field(default_factory=dict)  # `chunks` and those of every window sentence
+
+
+def evidence_chunks(retrieval: Retrieval, evidence: list[Sentence], k: int) -> list[Chunk]:
+    """The chunks of the evidence sentences first (best first), then the ranked chunks; at most `k`."""
+    order = list(dict.fromkeys([s.chunk_id for s in evidence] + [c.id for c in retrieval.chunks]))
+    return [retrieval.chunk_pool[c] for c in order if c in retrieval.chunk_pool][:k]
 
 
 def chunk_id_of(meta: dict) -> str:
@@ -160,9 +172,6 @@ class Retriever:
         self.use_bm25 = mode in ("hybrid", "bm25")
         self.use_dense = mode in ("hybrid", "dense")
 
-    def idf(self, token: str) -> float:
-        return self._bm25.idf(token)
-
     def search(self, query: str, docs: list[str] | None = None) -> Retrieval:
         """Sentences and chunks for `query`, from the documents `docs` only when given (None or empty:
         every document); an id that is not indexed is an `InputError`."""
@@ -197,7 +206,13 @@ class Retriever:
             if s.chunk_id in chunk_rank:
                 s.fused += 1.0 / (RRF_K + chunk_rank[s.chunk_id] + 1)
         sentences.sort(key=lambda s: -s.fused)
-        return Retrieval(query, qvec, sentences, self._rank_chunks(dense_chunks, sentences))
+        chunks = self._rank_chunks(dense_chunks, sentences)
+        windows = self.neighbours(sentences[:CANDIDATES])
+        in_windows = list(dict.fromkeys(n.chunk_id for group in windows.values() for n in group))
+        pool = {c.id: c for c in chunks}
+        pool.update({c.id: c for c in self._chunks([c for c in in_windows if c not in pool], {}, {})})
+        return Retrieval(query, qvec, sentences, chunks, windows,
+                         {t: self._bm25.idf(t) for t in content_words(query)}, pool)
 
     def _check_docs(self, docs: list[str] | None, shas: dict[str, str]) -> list[str] | None:
         if not docs:
@@ -221,15 +236,6 @@ class Retriever:
             score[cid] = score.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
         best = sorted(score, key=lambda c: -score[c])[: self.k_chunks]
         return self._chunks(best, score, {h.id: h for h in dense_chunks})
-
-    def rerank_chunks(self, retrieval: Retrieval, evidence: list[Sentence]) -> list[Chunk]:
-        """Chunks in the order of the evidence ranking (the chunk of the best sentence first), then the rest."""
-        order = list(dict.fromkeys([s.chunk_id for s in evidence] + [c.id for c in retrieval.chunks]))
-        order = order[: self.k_chunks]
-        score = {c.id: c.score for c in retrieval.chunks}
-        return self._chunks(order, score, {c.id: Hit(c.id, c.text, {"doc_id": c.doc_id, "source": c.source,
-                                                                     "start_char": c.start, "end_char": c.end})
-                                             for c in retrieval.chunks})
 
     def _chunks(self, ids: list[str], score: dict[str, float], hits: dict[str, Hit]) -> list[Chunk]:
         missing = [c for c in ids if c not in hits]

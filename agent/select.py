@@ -1,4 +1,5 @@
-"""Rank the retrieved sentences: which ones the reader (`agent.read`) reads first.
+"""Rank the retrieved sentences: which ones the reader (`agent.read`) reads first. Pure: it takes the
+`Retrieval` (candidates, their neighbours, term statistics) and the question's answer type.
 
 Each retrieved sentence gets features (dense similarity, question-word coverage of the sentence and of
 its neighbours, answer-type match); a weighted sum ranks them. The reader, not this ranking, decides what
@@ -7,45 +8,17 @@ answers and when to refuse. Nothing here knows any particular question.
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
 from dataclasses import dataclass
 
-from agent.retrieve import Retrieval, Retriever, Sentence
-from agent.text import content_words, has_number, has_time, new_words, proper_nouns, tokens
+import numpy as np
+
+from agent.answertype import type_match
+from agent.retrieve import CANDIDATES, Retrieval, Sentence
+from agent.text import content_words, proper_nouns, tokens
 
 # Fitted by grid search on squad-dev + the article eval (docs/agent.md has the table): BM25 and the
 # fusion rank help *retrieval* but add nothing to choosing among retrieved sentences.
 WEIGHTS = {"dense": 1.0, "cover": 0.3, "window": 0.6, "type": 0.25, "idf_cover": 1.0, "dense_window": 0.25}
-
-
-def answer_type(question: str) -> str:
-    """'number', 'time', 'agent' (who / which group), 'place', or '' (anything)."""
-    q = question.lower()
-    if re.search(r"\bhow (many|much|long|far|old|often|large|big)\b|\bwhat (number|percentage|amount)\b", q):
-        return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time|century)\b|\bwhich (year|date|day|month)\b", q):
-        return "time"
-    if re.search(r"\bwho(m|se)?\b", q):
-        return "agent"
-    if re.search(r"\bwhere\b", q):
-        return "place"
-    return ""
-
-
-def type_match(kind: str, text: str, question: str) -> bool:
-    """Does `text` hold a candidate answer of the expected kind that the question itself does not?"""
-    if not kind:
-        return True
-    novel = new_words(text, question)
-    if kind == "number":
-        return has_number(novel)
-    if kind == "time":
-        return has_time(novel)
-    return bool(proper_nouns(novel)) or kind == "agent" and bool(
-        re.search(r"\b(group|army|forces|fighters|government|agency|coalition|militia|people|officials?)\b",
-                  text, re.I))
 
 
 @dataclass
@@ -80,19 +53,19 @@ def can_answer(text: str, asked: set[str]) -> bool:
     return not text.rstrip().endswith("?") and bool(set(content_words(text)) - asked)
 
 
-def score(question: str, retrieval: Retrieval, retriever: Retriever, top: int = 12) -> Selection:
-    """Rank the retrieved sentences (the `top` best are kept, with their neighbours)."""
+def score(question: str, kind: str, retrieval: Retrieval, top: int = 12) -> Selection:
+    """Rank the first `CANDIDATES` retrieved sentences for `question`, whose answer type is `kind`
+    (`agent.answertype.expected`); the `top` best are kept, with their neighbours."""
     qtoks = content_words(question)
     asked = set(qtoks)
-    sentences = [s for s in retrieval.sentences[:top * 2] if can_answer(s.text, asked)]
+    sentences = [s for s in retrieval.sentences[:CANDIDATES] if can_answer(s.text, asked)]
     if not sentences:
         return Selection(question, [], {})
     names = set(proper_nouns(question))
     weights = {t: (2.0 if t in names else 1.0) for t in qtoks}
-    idf = {t: retriever.idf(t) for t in qtoks}
-    kind = answer_type(question)
+    idf = {t: retrieval.idf.get(t, 0.0) for t in qtoks}
     scored = []
-    windows = retriever.neighbours(sentences)
+    windows = retrieval.windows
     for s in sentences:
         own = set(tokens(s.text))
         around = set(own)

@@ -15,9 +15,7 @@ from typing import Any
 
 from citeqa.errors import ConfigError
 
-BACKENDS = ("extractive", "openai", "openai-compatible", "local")
 RETRIEVALS = ("hybrid", "dense", "bm25")
-CONTEXT_DEFAULTS = {"local": 1}
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,500}[A-Za-z0-9])$")
 
 # field name -> (environment variable, default, type)
@@ -66,7 +64,7 @@ class Config:
     max_question_tokens: int
     max_file_mb: int
     timeout_s: int
-    context_sentences: int  # best sentences shown to a generative backend; 0 = the backend's default
+    context_sentences: int  # best sentences shown to a generative backend; 0 = its default (context_for)
     reader: str  # folder of a reader model (reader.json + ONNX); "" = the shipped one
     embed_url: str  # an OpenAI-compatible /v1/embeddings server; "" = the in-process encoder
     embed_api_key: str
@@ -98,9 +96,6 @@ class Config:
         return cfg
 
     def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {self.backend!r}",
-                              fix=f"use --backend or CITEQA_BACKEND with one of: {', '.join(BACKENDS)}")
         if self.retrieval not in RETRIEVALS:
             raise ConfigError(f"unknown retrieval mode {self.retrieval!r}",
                               fix=f"set CITEQA_RETRIEVAL to one of: {', '.join(RETRIEVALS)}")
@@ -115,12 +110,6 @@ class Config:
         if not 0 <= self.context_sentences <= 50:
             raise ConfigError(f"CITEQA_CONTEXT_SENTENCES={self.context_sentences} is out of range",
                               fix="use 1..50, or 0 for the backend's default (local 1, others 4)")
-
-    @property
-    def context_size(self) -> int:
-        """Sentences a generative backend reads: CITEQA_CONTEXT_SENTENCES, else 1 for `local` (the bundled
-        1.5B model misreads and mis-cites among several; docs/local.md) and 4 for the others."""
-        return self.context_sentences or CONTEXT_DEFAULTS.get(self.backend, 4)
 
     @property
     def chroma_path(self) -> Path:

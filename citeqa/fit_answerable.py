@@ -32,6 +32,7 @@ import numpy as np
 
 from agent.answer import readings
 from agent.answerable import FEATURES, Judge, features
+from agent.answertype import expected
 from agent.reader import MODEL_DIR, Reader
 from agent.retrieve import Retriever
 from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, refusal_threshold, split_articles
@@ -71,7 +72,7 @@ def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: 
     rows = []
     for n, (qa, kind) in enumerate(asked):
         retrieval = retriever.search(qa["question"])
-        _, picks = readings(qa["question"], retrieval, retriever, reader)
+        _, picks = readings(qa["question"], expected(qa["question"]), retrieval, reader)
         golds = [normalize_answer(a["text"]) for a in qa.get("answers", [])] if kind == "answerable" else []
         for p in picks:
             passage = normalize_answer(" ".join(s.text for s in p.window))

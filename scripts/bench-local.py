@@ -47,6 +47,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from agent.answer import Agent
+    from agent.backends.generative import GenerativeBackend
+    from agent.backends.local import LocalBackend
     from agent.backends.prompting import answer_messages
     from citeqa import BUNDLED_ARTICLE
     from index import ingest
@@ -64,8 +66,8 @@ def main() -> int:
     ingest.add([BUNDLED_ARTICLE], Config.resolve(home=home), progress=False)
 
     if args.dump_prompts:
-        class Capture:  # a generative backend that records its prompt and declines
-            name, model, generative = "capture", "capture", True
+        class Capture(GenerativeBackend):  # a generative backend that records its prompt and declines
+            name, model, context_size = "capture", "capture", LocalBackend.context_size
 
             def draft(self, question, passages):
                 captured.append({"id": row["id"], "question": question, "messages": answer_messages(question, passages)})

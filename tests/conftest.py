@@ -19,6 +19,7 @@ from typing import Callable
 import pytest
 
 from citeqa import BUNDLED_ARTICLE as ARTICLE
+from agent.backends.generative import GenerativeBackend
 from citeqa.servers import free_port, start_chroma, stop  # noqa: F401 (free_port, start_chroma: used by tests)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,11 +67,11 @@ def indexed(article_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-class FunctionBackend:
+class FunctionBackend(GenerativeBackend):
     """A generative `Backend` whose draft is `fn(question, passages)`, in process (pydantic-ai's
     FunctionModel): tests decide what "the model" writes and see what it was shown."""
 
-    name, model, generative = "function", "test-function", True
+    name, model = "function", "test-function"
 
     def __init__(self, fn: Callable[[str, list], str]) -> None:
         self.fn, self.calls = fn, []

@@ -206,11 +206,14 @@ def test_claims_must_add_an_answer_grounded_in_the_cited_sentence(indexed, model
                                                    (None, "local", 1)])
 def test_generative_prompt_holds_context_size_sentences(indexed, model_server, monkeypatch, setting, backend,
                                                         shown) -> None:
+    from agent.backends.local import LocalBackend
+    from agent.backends.openai import OpenAIBackend
     from citeqa.config import Config
 
     if setting:
         monkeypatch.setenv("CITEQA_CONTEXT_SENTENCES", setting)
-    assert Config.resolve(backend=backend).context_size == shown
+    kind = LocalBackend if backend == "local" else OpenAIBackend
+    assert kind.context_for(Config.resolve(backend=backend)) == shown
     server = model_server(cite_passage_with("recaptured the area", "ISIL fighters recaptured it"))
     use_server(monkeypatch, "openai-compatible", {}, server.url)
     Agent(context_sentences=shown).ask("Who retook the al-Hamdan airbase?")

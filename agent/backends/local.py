@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.backends.generative import GenerativeBackend
 from agent.backends.prompting import answer_messages, condense_messages
 from agent.cite import Passage
 from citeqa.config import Config
@@ -174,11 +175,12 @@ def load_model(path: Path, gpu_layers: int = -1) -> tuple[Any, threading.Lock]:
         return _MODELS[key]
 
 
-class LocalBackend:
+class LocalBackend(GenerativeBackend):
     name = "local"
-    generative = True
+    context_size = 1  # the bundled 1.5B model misreads and mis-cites among several sentences (docs/local.md)
 
     def __init__(self, cfg: Config) -> None:
+        self.context_size = self.context_for(cfg)
         _import_llama_cpp()  # the missing extra is the likeliest problem: say so before assembling 1 GB
         self.path = resolve_model_path(cfg)
         self.model = self.path.name

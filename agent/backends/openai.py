@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from agent.backends.generative import GenerativeBackend
 from agent.backends.prompting import answer_messages, condense_messages
 from agent.cite import Passage
 from citeqa.config import Config
@@ -12,13 +13,12 @@ from citeqa.errors import BackendError, BackendUnreachableError, ConfigError
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
-class OpenAIBackend:
-    generative = True
-
+class OpenAIBackend(GenerativeBackend):
     def __init__(self, cfg: Config) -> None:
         import openai
 
         self.name = cfg.backend
+        self.context_size = self.context_for(cfg)
         if cfg.backend == "openai":
             if not cfg.api_key:
                 raise ConfigError("the openai backend needs an API key",
