@@ -3,7 +3,8 @@
 A thin Gradio shell over `agent.answer.Agent` and `index.ingest`: it streams answers, links each
 `[n]` to a viewer showing the cited span in its document, keeps the conversation in the browser, and
 lets you upload, list and remove documents. No answering logic lives here; every shown text is
-escaped by `citeqa.chat_html`.
+escaped by `citeqa.chat_html`. The handlers are module level (`Chat`'s methods, and plain functions
+where they need no state); `build_app` only lays out the components and wires them.
 
 Binds to 127.0.0.1 by default; any other host requires CITEQA_AUTH=user:password.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shutil
 import sys
@@ -152,25 +152,61 @@ def error_text(exc: BaseException, cfg: Config | None = None) -> str:
     return msg
 
 
-# -- the app ----------------------------------------------------------------------------------------
+# -- the handlers (module level; build_app only wires them) -----------------------------------------
 
-def build_app(agent) -> gr.Blocks:
-    """The UI: a streaming cited chat with a document filter (left), the source viewer and the document
-    panel (right), plus the /chat API. The conversation lives in the browser (`gr.BrowserState`)."""
-    from agent.answer import Answer
-    from index import ingest
+def example(evt: gr.SelectData) -> str:
+    """An example question clicked under the chat -> the input box."""
+    return evt.value["text"]
 
-    cfg: Config = agent.config
 
-    def document_text(doc_id: str, texts: dict) -> str | None:
+def confirm_remove(doc_ids: list[str] | None) -> tuple[Any, Any]:
+    """Ask before removing: the confirmation row names what would go."""
+    if not doc_ids:
+        return gr.update(visible="hidden"), "Pick the documents to remove first."
+    names = ", ".join(f"**{md_escape(d)}**" for d in doc_ids)
+    return gr.update(visible=True), f"Remove {plural(len(doc_ids), 'document')} from the index: {names}?"
+
+
+def hide() -> Any:
+    """Hide a component (the removal's confirmation row)."""
+    return gr.update(visible="hidden")
+
+
+def new_conversation() -> list[dict]:
+    """The stored turns after the chat's bin icon: none."""
+    return []
+
+
+class Chat:
+    """The handlers that need the agent, as methods over what they share: the agent (its store, backend
+    and settings) and the Blocks serving them, whose `auth` (set by `launch`) says whether a login is
+    required (`blocks=None`: no login). They need no UI, so they can be called directly:
+
+        chat = Chat(Agent())
+        turn = list(chat.reply("Who retook the al-Hamdan airbase?", []))[-1]  # the assistant turn
+        chat.render([{"role": "user", "content": "Who retook it?"}, turn])   # the chatbot's messages
+        chat.upload(["notes.md"], progress=lambda *a, **k: None)            # (files, status, list, pick)
+    """
+
+    def __init__(self, agent: Any, blocks: gr.Blocks | None = None) -> None:
+        self.agent, self.blocks = agent, blocks
+        self.cfg: Config = agent.config
+
+    def logged_in(self, request: gr.Request | None) -> bool:
+        """With a login configured, a handler runs only for a logged-in user (Gradio's queue checks it too)."""
+        login = self.blocks is not None and bool(self.blocks.auth)
+        return not login or request is None or bool(getattr(request, "username", None))
+
+    def document_text(self, doc_id: str, texts: dict) -> str | None:
+        """The document's text (None when the store cannot give it), cached in `texts`."""
         if doc_id not in texts:
             try:
-                texts[doc_id] = agent.store.document_text(doc_id)
+                texts[doc_id] = self.agent.store.document_text(doc_id)
             except CiteqaError:
                 texts[doc_id] = None
         return texts[doc_id]
 
-    def render(turns: list[dict]) -> list[dict]:
+    def render(self, turns: list[dict]) -> list[dict]:
         """The chatbot's messages for the stored turns: escaped questions, answers with [n] links, and one
         source panel per citation ([1] open, the rest collapsed)."""
         shown, texts = [], {}
@@ -183,81 +219,80 @@ def build_app(agent) -> gr.Blocks:
                 shown.append({"role": "assistant", "content": chat_html.answer_html(t["answer"], i)})
                 for c in t["answer"]["citations"]:
                     shown.append({"role": "assistant", "content": chat_html.source_html(
-                        c, i, document_text(c["doc_id"], texts)), "metadata": {
+                        c, i, self.document_text(c["doc_id"], texts)), "metadata": {
                         "title": chat_html.source_title(c), **({} if c["n"] == 1 else {"status": "done"})}})
             else:
                 shown.append({"role": "assistant", "content": chat_html.esc(t["content"])})
         return shown
 
-    def restore(turns: list[dict]) -> list[dict]:
+    def restore(self, turns: list[dict]) -> list[dict]:
         """The stored conversation on page load; one this version cannot show starts the chat empty."""
         try:
-            return render(turns)
+            return self.render(turns)
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("the stored conversation could not be shown; starting a new one")
             return []
 
-    def reply(message: str, turns: list[dict], docs: list[str] | None = None) -> Iterator[str | dict]:
+    def reply(self, message: str, turns: list[dict], docs: list[str] | None = None) -> Iterator[str | dict]:
         """Answer one question: yields the draft so far while a generative backend writes it, then the
         assistant turn (`answer_turn`, or an error message)."""
+        from agent.answer import Answer
+
         draft = ""
         try:
-            for item in agent.stream(message, history=to_history(turns), docs=docs or None):
+            for item in self.agent.stream(message, history=to_history(turns), docs=docs or None):
                 if isinstance(item, Answer):
                     yield answer_turn(item)
                     return
                 draft += item
-                if agent.backend.generative:  # the extractive draft is the answer: shown once verified
+                if self.agent.backend.generative:  # the extractive draft is the answer: shown once verified
                     yield draft
         except Exception as exc:  # noqa: BLE001 — shown as a message; the app keeps serving
             if not isinstance(exc, CiteqaError):
                 log.exception("chat failed")
-            yield {"role": "assistant", "content": error_text(exc, cfg), "error": True}
+            yield {"role": "assistant", "content": error_text(exc, self.cfg), "error": True}
 
-    def ask(message: str, turns: list[dict], docs: list[str] | None, request: gr.Request = None):
+    def ask(self, message: str, turns: list[dict], docs: list[str] | None, request: gr.Request = None):
         """The chat event: outputs (chatbot, stored turns, input box)."""
-        if not _logged_in(request) or not (message or "").strip():
+        if not self.logged_in(request) or not (message or "").strip():
             yield gr.skip(), gr.skip(), gr.skip()
             return
         turns = [t for t in turns or [] if isinstance(t, dict)] + [{"role": "user", "content": message}]
-        shown = render(turns)
+        shown = self.render(turns)
         yield shown + [{"role": "assistant", "content": chat_html.draft_html("")}], gr.skip(), ""
-        for item in reply(message, turns[:-1], docs):
+        for item in self.reply(message, turns[:-1], docs):
             if isinstance(item, str):
                 yield shown + [{"role": "assistant", "content": chat_html.draft_html(item)}], gr.skip(), gr.skip()
             else:
                 turns.append(item)
-                yield render(turns), turns, gr.skip()
+                yield self.render(turns), turns, gr.skip()
 
-    def chat(message: str, history: list[dict] | None = None) -> str:
+    def chat(self, message: str, history: list[dict] | None = None) -> str:
         """Answer one question; returns the verified answer text with its [n] markers."""
         try:
-            return agent.ask(message, history=to_history(history)).answer
+            return self.agent.ask(message, history=to_history(history)).answer
         except Exception as exc:  # noqa: BLE001
             if not isinstance(exc, CiteqaError):
                 log.exception("chat failed")
-            return error_text(exc, cfg)
+            return error_text(exc, self.cfg)
 
-    def example(evt: gr.SelectData) -> str:
-        return evt.value["text"]
-
-    def open_source(key: str, turns: list[dict]) -> str:
+    def open_source(self, key: str, turns: list[dict]) -> str:
+        """The viewer for a clicked citation link ("TURN-N"): the cited span in its document."""
         c = citation_of(key, turns)
         if c is None:
             return chat_html.VIEWER_EMPTY
-        return chat_html.viewer_html(c, document_text(c["doc_id"], {}))
+        return chat_html.viewer_html(c, self.document_text(c["doc_id"], {}))
 
-    def _logged_in(request) -> bool:
-        """With a login configured, a handler runs only for a logged-in user (Gradio's queue checks it too)."""
-        return not demo.auth or request is None or bool(getattr(request, "username", None))
+    def documents(self) -> tuple[str, Any]:
+        """The indexed documents' list (Markdown) and the remove dropdown's choices."""
+        from index import ingest
 
-    def documents() -> tuple[str, Any]:
         try:
-            docs = ingest.listing(cfg)["documents"]
+            docs = ingest.listing(self.cfg)["documents"]
         except IndexMissingError:
             docs = []
         except CiteqaError as exc:
-            return md_escape(error_text(exc, cfg)), gr.update(choices=[], value=[])
+            return md_escape(error_text(exc, self.cfg)), gr.update(choices=[], value=[])
         if not docs:
             table = "*No documents yet. Upload some above.*"
         else:
@@ -267,16 +302,20 @@ def build_app(agent) -> gr.Blocks:
         ids = [d["doc_id"] for d in docs]
         return table, gr.update(choices=ids, value=[])
 
-    def scope_choices(picked: list[str] | None) -> Any:
+    def scope_choices(self, picked: list[str] | None) -> Any:
         """The document filter's choices after the list changed; picks still indexed stay picked."""
-        _, update = documents()
+        _, update = self.documents()
         ids = update.get("choices") or []
         return gr.update(choices=ids, value=[d for d in picked or [] if d in ids])
 
-    def upload(files: list[str] | None, progress=gr.Progress(), request: gr.Request = None) -> tuple[Any, str, str, Any]:
-        if not _logged_in(request):
+    def upload(self, files: list[str] | None, progress=gr.Progress(),
+               request: gr.Request = None) -> tuple[Any, str, str, Any]:
+        """Save and index uploaded files: outputs (the file box, emptied; the notes; the list; its choices)."""
+        from index import ingest
+
+        if not self.logged_in(request):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        files = files or []
+        cfg, files = self.cfg, files or []
         notes, saved, names = [], [], {}  # names: saved path -> the name it was uploaded as
 
         def name(path: str) -> str:
@@ -311,30 +350,34 @@ def build_app(agent) -> gr.Blocks:
                 if not isinstance(exc, CiteqaError):
                     log.exception("upload failed")
                 notes.append(md_escape(error_text(exc, cfg)))
-        table, choices = documents()
+        table, choices = self.documents()
         return None, "\n\n".join(notes), table, choices
 
-    def confirm_remove(doc_ids: list[str] | None) -> tuple[Any, Any]:
-        """Ask before removing: the confirmation row names what would go."""
-        if not doc_ids:
-            return gr.update(visible="hidden"), "Pick the documents to remove first."
-        names = ", ".join(f"**{md_escape(d)}**" for d in doc_ids)
-        return gr.update(visible=True), f"Remove {plural(len(doc_ids), 'document')} from the index: {names}?"
+    def remove(self, doc_ids: list[str] | str | None, request: gr.Request = None) -> tuple[str, str, Any]:
+        """Remove the picked documents: outputs (the notes, the list, its choices)."""
+        from index import ingest
 
-    def remove(doc_ids: list[str] | str | None, request: gr.Request = None) -> tuple[str, str, Any]:
-        if not _logged_in(request):
+        if not self.logged_in(request):
             return gr.skip(), gr.skip(), gr.skip()
         doc_ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids or [])
         notes = []
         for doc_id in doc_ids:
             try:
-                r = ingest.remove(doc_id, cfg)
+                r = ingest.remove(doc_id, self.cfg)
                 notes.append(f"Removed **{md_escape(r['removed'])}** ({plural(r['chunks'], 'chunk')}).")
             except CiteqaError as exc:
-                notes.append(md_escape(error_text(exc, cfg)))
-        table, choices = documents()
+                notes.append(md_escape(error_text(exc, self.cfg)))
+        table, choices = self.documents()
         return "\n\n".join(notes) or "Pick the documents to remove first.", table, choices
 
+
+# -- the app ----------------------------------------------------------------------------------------
+
+def build_app(agent) -> gr.Blocks:
+    """The UI: a streaming cited chat with a document filter (left), the source viewer and the document
+    panel (right), plus the /chat API, wired to a `Chat` over `agent`. The conversation lives in the
+    browser (`gr.BrowserState`)."""
+    chat, cfg = Chat(agent), agent.config
     model = f"**{agent.backend.name}** · {md_escape(agent.backend.model or 'default model')}"
     with gr.Blocks(title="citeqa", fill_height=True, analytics_enabled=False) as demo:
         turns = gr.BrowserState([], storage_key="citeqa-conversation")
@@ -377,22 +420,23 @@ def build_app(agent) -> gr.Blocks:
                         no = gr.Button("Cancel", size="sm", elem_id="citeqa-confirm-no")
 
         private = {"api_visibility": "private"}
-        box.submit(ask, [box, turns, scope], [chatbot, turns, box], **private)
+        box.submit(chat.ask, [box, turns, scope], [chatbot, turns, box], **private)
         chatbot.example_select(example, None, box, **private).then(
-            ask, [box, turns, scope], [chatbot, turns, box], **private)
-        chatbot.clear(lambda: [], None, turns, **private)
-        open_btn.click(open_source, [open_key, turns], viewer, show_progress="hidden", **private).then(
+            chat.ask, [box, turns, scope], [chatbot, turns, box], **private)
+        chatbot.clear(new_conversation, None, turns, **private)
+        open_btn.click(chat.open_source, [open_key, turns], viewer, show_progress="hidden", **private).then(
             None, js=SCROLL_TO_HIT)
-        files.upload(upload, files, [files, status, docs_md, pick], **private).then(
-            scope_choices, scope, scope, **private)
+        files.upload(chat.upload, files, [files, status, docs_md, pick], **private).then(
+            chat.scope_choices, scope, scope, **private)
         drop.click(confirm_remove, pick, [confirm, question], **private)
-        no.click(lambda: gr.update(visible="hidden"), None, confirm, **private)
-        yes.click(lambda: gr.update(visible="hidden"), None, confirm, **private).then(
-            remove, pick, [status, docs_md, pick], **private).then(scope_choices, scope, scope, **private)
-        demo.load(documents, None, [docs_md, pick], **private).then(scope_choices, scope, scope, **private)
-        demo.load(restore, turns, chatbot, **private)
-        gr.api(chat, api_name="chat")
-    demo.reply, demo.render = reply, render  # tests drive the answering and rendering directly
+        no.click(hide, None, confirm, **private)
+        yes.click(hide, None, confirm, **private).then(
+            chat.remove, pick, [status, docs_md, pick], **private).then(chat.scope_choices, scope, scope, **private)
+        demo.load(chat.documents, None, [docs_md, pick], **private).then(chat.scope_choices, scope, scope, **private)
+        demo.load(chat.restore, turns, chatbot, **private)
+        gr.api(chat.chat, api_name="chat")
+    chat.blocks = demo  # its `auth`, set by launch, is the login the handlers check
+    demo.reply, demo.render = chat.reply, chat.render  # tests/test_agent.py drives these
     return demo
 
 
@@ -409,16 +453,19 @@ def launch(demo, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str
         footer_links=["api"], ssr_mode=False, app_kwargs=limit)
 
 
-def auth_from_env(host: str) -> tuple[str, str] | None:
-    """Gradio auth from CITEQA_AUTH=user:password; required when not bound to loopback."""
-    raw = os.environ.get("CITEQA_AUTH", "")
-    if raw:
-        user, sep, password = raw.partition(":")
+def auth_of(cfg: Config) -> tuple[str, str] | None:
+    """Gradio's login from `cfg.auth` (CITEQA_AUTH=user:password); required when `cfg.host` is not loopback.
+
+    >>> auth_of(Config.resolve(host="0.0.0.0", auth="ann:s3cret:with-colon"))
+    ('ann', 's3cret:with-colon')
+    """
+    if cfg.auth:
+        user, sep, password = cfg.auth.partition(":")
         if not (sep and user and password):
             raise ConfigError("CITEQA_AUTH must look like user:password", fix="set CITEQA_AUTH=user:password")
         return user, password
-    if host not in LOOPBACK:
-        raise ConfigError(f"refusing to serve on {host} without a login",
+    if cfg.host not in LOOPBACK:
+        raise ConfigError(f"refusing to serve on {cfg.host} without a login",
                           fix="set CITEQA_AUTH=user:password, or bind to 127.0.0.1 (the default)")
     return None
 
@@ -440,17 +487,15 @@ def ensure_indexed(cfg: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="app.py", description="The citeqa web chat.")
-    p.add_argument("--host", default=os.environ.get("CITEQA_HOST") or "127.0.0.1",
-                   help="address to bind (default 127.0.0.1; env CITEQA_HOST); others need CITEQA_AUTH")
-    p.add_argument("--port", type=int, default=int(os.environ.get("CITEQA_PORT") or 7860),
-                   help="port (default 7860; env CITEQA_PORT)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; env CITEQA_HOST); others need CITEQA_AUTH")
+    p.add_argument("--port", type=int, help="port (default 7860; env CITEQA_PORT)")
     args = p.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setLevel(logging.WARNING)  # also for libraries that set their own logger to DEBUG (bm25s does)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
     try:
-        auth = auth_from_env(args.host)
-        cfg = Config.resolve()
+        cfg = Config.resolve(host=args.host, port=args.port)
+        auth = auth_of(cfg)
         ensure_indexed(cfg)
         from agent.answer import Agent
 
@@ -459,10 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     except CiteqaError as exc:
         print(f"citeqa: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(f"citeqa: serving on http://{args.host}:{args.port} ({agent.backend.name})", file=sys.stderr)
-    launch(demo, args.host, args.port, auth, block=True, max_file_mb=cfg.max_file_mb)
+    print(f"citeqa: serving on http://{cfg.host}:{cfg.port} ({agent.backend.name})", file=sys.stderr)
+    launch(demo, cfg.host, cfg.port, auth, block=True, max_file_mb=cfg.max_file_mb)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

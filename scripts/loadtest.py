@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from citeqa.servers import ServerStartError, free_port, stop, wait_port
+from citeqa.servers import ServerStartError, free_port, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,25 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     questions = [json.loads(line)["user_input"] for line in (ROOT / "evals" / "article.jsonl").open()
                  if line.strip() and not json.loads(line).get("history")]
     port = free_port()
-    log = (work / "app.log").open("w")
-    app = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     result: dict = {"clients": args.clients, "seconds": args.seconds}
-    try:
-        t0 = time.monotonic()
+    t0 = time.monotonic()
+    with (work / "app.log").open("w") as log:  # the app writes to its own copy of the file
         try:
-            wait_port(port, app, 300, what="app.py")
+            app = start([sys.executable, str(ROOT / "app.py"), "--port", str(port)], port, 300, what="app.py",
+                        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         except ServerStartError as exc:
             raise SystemExit(str(exc)) from None
-        result["startup_s"] = round(time.monotonic() - t0, 1)
-
+    result["startup_s"] = round(time.monotonic() - t0, 1)
+    try:
         latencies: list[float] = []
         errors: list[str] = []
         error_answers: list[str] = []
         lock = threading.Lock()
-        start = threading.Barrier(args.clients + 1)
-        deadline = [0.0]
+        run: dict[str, float] = {}  # t0: when every client is connected (set before any is released)
+        begin = threading.Barrier(args.clients + 1, action=lambda: run.update(t0=time.monotonic()))
 
         def client(k: int) -> None:
             try:
@@ -86,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001
                 with lock:
                     errors.append(f"connect: {type(exc).__name__}: {exc}")
-                start.wait()
+                begin.wait()
                 return
-            start.wait()
+            begin.wait()
             i = k
-            while time.monotonic() < deadline[0]:
+            while time.monotonic() < run["t0"] + args.seconds:
                 q = questions[i % len(questions)]
                 i += args.clients
                 t = time.monotonic()
@@ -108,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(args.clients)]
         for t in threads:
             t.start()
-        start.wait()
-        t_run = time.monotonic()
-        deadline[0] = t_run + args.seconds
+        begin.wait()
+        t_run = run["t0"]
         adder = None
         if not args.no_index_add:
             adder = subprocess.Popen([sys.executable, "-m", "citeqa.cli", "index", "add", str(EXTRA_DOC), "--json"],
@@ -139,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         result["answer_after"] = str(after)[:200]
     finally:
         stop(app, 30)
-        log.close()
 
     # the index afterwards: both documents listed, the write protocol's invariants hold
     listing = subprocess.run([sys.executable, "-m", "citeqa.cli", "index", "list", "--json"], cwd=ROOT, env=env,

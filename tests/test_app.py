@@ -1,4 +1,5 @@
-"""The Gradio chat (app.py): the /chat API over a real launched app, the auth rule, upload safety."""
+"""The Gradio chat (app.py): the /chat API over a real launched app, the handlers called directly (`app.Chat`
+and the module-level ones, no UI), the auth rule, upload safety."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, FunctionBackend, free_port
 
 import app
 from citeqa.config import Config
-from citeqa.errors import CiteqaError, InputError
+from citeqa.errors import BackendUnreachableError, CiteqaError, InputError
 
 
 @pytest.fixture
@@ -47,20 +50,11 @@ def test_chat_errors_are_messages_and_the_app_keeps_serving(served) -> None:
 
     url, agent = served
 
-    class DeadBackend:
-        name, model, generative = "openai-compatible", "dead", True
+    def unreachable(question, passages):
+        raise BackendUnreachableError("cannot reach the model server at http://127.0.0.1:9/v1",
+                                      fix="start the server or set CITEQA_BASE_URL")
 
-        def rewrite(self, question, history):
-            return question
-
-        def draft(self, question, passages):
-            from citeqa.errors import BackendUnreachableError
-
-            raise BackendUnreachableError("cannot reach the model server at http://127.0.0.1:9/v1",
-                                          fix="start the server or set CITEQA_BASE_URL")
-            yield ""  # pragma: no cover
-
-    real, agent.backend = agent.backend, DeadBackend()
+    real, agent.backend = agent.backend, FunctionBackend(unreachable)
     client = Client(url, verbose=False, download_files=False)
     msg = client.predict("Who retook the al-Hamdan airbase?", api_name="/chat")
     assert "cannot reach the model server" in msg and "Traceback" not in msg
@@ -69,16 +63,16 @@ def test_chat_errors_are_messages_and_the_app_keeps_serving(served) -> None:
 
 
 def test_chat_turn_renders_escaped_answer_links_and_sources(indexed: Path) -> None:
-    """`demo.reply` answers (the extractive answer at once, no draft pieces); `demo.render` shows it: the
+    """`Chat.reply` answers (the extractive answer at once, no draft pieces); `Chat.render` shows it: the
     short answer in bold, [n] as a link to the viewer, the time it took, and one escaped source panel each."""
     from agent.answer import Agent
 
-    demo = app.build_app(Agent())
-    out = list(demo.reply("Who retook the al-Hamdan airbase?", []))
+    chat = app.Chat(Agent())
+    out = list(chat.reply("Who retook the al-Hamdan airbase?", []))
     assert len(out) == 1 and out[0]["answer"]["citations"], out  # no draft shown for the extractive backend
     turn = out[0]
     assert "source" not in turn["answer"]["citations"][0]  # kept in the browser: no server paths
-    shown = demo.render([{"role": "user", "content": "Who <b>retook</b> it?"}, turn])
+    shown = chat.render([{"role": "user", "content": "Who <b>retook</b> it?"}, turn])
     assert shown[0] == {"role": "user", "content": "Who &lt;b&gt;retook&lt;/b&gt; it?"}
     body = shown[1]["content"]
     assert body.startswith("<p><strong>ISIL") and "confidence" in body
@@ -86,9 +80,9 @@ def test_chat_turn_renders_escaped_answer_links_and_sources(indexed: Path) -> No
     source = shown[2]
     assert source["metadata"]["title"].startswith("[1] isil-retakes-syria-border-town.txt")
     assert "<mark>" in source["content"] and "ISIL fighters had recaptured the area" in source["content"]
-    refusal = list(demo.reply("What is the capital of France?", []))[-1]
+    refusal = list(chat.reply("What is the capital of France?", []))[-1]
     assert refusal["content"] == "I don't know — the indexed documents don't say." and refusal["answer"]["refused"]
-    assert "<a " not in demo.render([refusal])[0]["content"]
+    assert "<a " not in chat.render([refusal])[0]["content"]
 
 
 def test_hostile_document_text_is_escaped_in_panels_and_viewer(citeqa_home: Path, tmp_path: Path) -> None:
@@ -100,14 +94,13 @@ def test_hostile_document_text_is_escaped_in_panels_and_viewer(citeqa_home: Path
     doc.write_text("# Quentown\n\nThe <b>Zorblat</b> festival <img src=x onerror=alert(1)> is held every **June** "
                    "in [Quentown](http://evil.example).\n\n1887. [1] The lighthouse was built.\n")
     ingest.add([doc], Config.resolve(), progress=False)
-    demo = app.build_app(Agent())
-    turn = list(demo.reply("When is the Zorblat festival held?", []))[-1]
+    chat = app.Chat(Agent())
+    turn = list(chat.reply("When is the Zorblat festival held?", []))[-1]
     assert not turn["answer"]["refused"], turn
-    shown = demo.render([{"role": "user", "content": "When?"}, turn])
+    shown = chat.render([{"role": "user", "content": "When?"}, turn])
     html = "".join(m["content"] + m.get("metadata", {}).get("title", "") for m in shown)
     assert "<b>" not in html and "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
-    viewer = demo.fns[next(k for k, f in demo.fns.items() if f.fn.__name__ == "open_source")].fn(
-        "1-1", [{"role": "user", "content": "When?"}, turn])
+    viewer = chat.open_source("1-1", [{"role": "user", "content": "When?"}, turn])
     assert '<mark id="citeqa-hit">' in viewer and "<img" not in viewer and "&lt;b&gt;Zorblat&lt;/b&gt;" in viewer
     assert "[Quentown](http://evil.example)" in viewer  # Markdown shown as typed, not a link
 
@@ -131,7 +124,7 @@ def test_generative_answer_streams_as_the_server_sends(indexed: Path, model_serv
     assert isinstance(answer, Answer) and not answer.refused and answer.citations
     assert "".join(x for _, x in pieces) == f"{claim} [1]."
     assert len(pieces) >= 6 and pieces[-1][0] - pieces[0][0] > 0.15 * (len(pieces) - 2)  # as they arrived
-    drafts = [x for x in app.build_app(agent).reply("Who retook the al-Hamdan airbase?", []) if isinstance(x, str)]
+    drafts = [x for x in app.Chat(agent).reply("Who retook the al-Hamdan airbase?", []) if isinstance(x, str)]
     assert len(drafts) >= 6 and all(b.startswith(a) for a, b in zip(drafts, drafts[1:]))  # growing text
     assert drafts[-1] == f"{claim} [1]."
 
@@ -147,22 +140,108 @@ def test_follow_up_passes_the_conversation_and_scope_to_the_agent(indexed: Path)
         yield from real(question, history, docs)
 
     agent.stream = spy
-    demo = app.build_app(agent)
-    first = list(demo.reply("Who retook the al-Hamdan airbase?", []))[-1]
+    chat = app.Chat(agent)
+    first = list(chat.reply("Who retook the al-Hamdan airbase?", []))[-1]
     turns = [{"role": "user", "content": "Who retook the al-Hamdan airbase?"}, first,
              {"role": "user", "content": "x"}, {"role": "assistant", "content": "⚠️ failed", "error": True}]
-    list(demo.reply("And near al-Qaim?", turns, ["isil-retakes-syria-border-town.txt"]))
+    list(chat.reply("And near al-Qaim?", turns, ["isil-retakes-syria-border-town.txt"]))
     assert seen[-1] == ([{"role": "user", "content": "Who retook the al-Hamdan airbase?"},
                          {"role": "assistant", "content": first["content"]}, {"role": "user", "content": "x"}],
                         ["isil-retakes-syria-border-town.txt"])
     assert seen[0][1] is None  # no filter: every document
 
 
+def test_ask_shows_a_draft_bubble_then_stores_the_answered_turn(indexed: Path) -> None:
+    """`Chat.ask` (the chat event, outputs chatbot / stored turns / input box): the question and an empty draft
+    bubble at once with the box cleared, then the rendered conversation and the turns to keep; stored turns
+    that are not dicts are dropped; a blank question changes nothing. `Chat.chat` is the /chat API's answer."""
+    from agent.answer import Agent
+    from citeqa import chat_html
+
+    chat, skip = app.Chat(Agent()), gr.skip()
+    frames = list(chat.ask("Who retook the al-Hamdan airbase?", [{"role": "user", "content": "<i>earlier</i>"}, 5], None))
+    assert len(frames) == 2  # extractive: no draft pieces between
+    shown, turns, box = frames[0]
+    assert shown == [{"role": "user", "content": "&lt;i&gt;earlier&lt;/i&gt;"},
+                     {"role": "user", "content": "Who retook the al-Hamdan airbase?"},
+                     {"role": "assistant", "content": chat_html.draft_html("")}]
+    assert turns == skip and box == ""
+    shown, turns, box = frames[1]
+    assert [t["role"] for t in turns] == ["user", "user", "assistant"] and turns[-1]["answer"]["citations"]
+    assert shown == chat.render(turns) and "ISIL" in shown[2]["content"] and box == skip
+    assert list(chat.ask("   ", turns, None)) == [(skip, skip, skip)]
+    answer = chat.chat("Who retook the al-Hamdan airbase?", [{"role": "user", "content": "x", "error": True}])
+    assert "ISIL" in answer and "[1]" in answer
+
+
+def test_handlers_run_only_for_a_logged_in_user_when_a_login_is_set(citeqa_home: Path) -> None:
+    """With the Blocks' `auth` set (as `launch` does), ask / upload / remove do nothing for a request
+    without a user name; without a login, or for a logged-in user, they run."""
+    asked = []
+    agent = SimpleNamespace(config=Config.resolve(), stream=lambda *a, **k: asked.append(a) or iter(()))
+    locked = app.Chat(agent, blocks=SimpleNamespace(auth=[("ann", "pw")]))
+    anon, ann, skip = SimpleNamespace(username=None), SimpleNamespace(username="ann"), gr.skip()
+    assert list(locked.ask("q", [], None, request=anon)) == [(skip, skip, skip)] and not asked
+    assert locked.remove(["doc"], request=anon) == (skip, skip, skip)
+    assert locked.upload(["x.md"], progress=lambda *a, **k: None, request=anon) == (skip, skip, skip, skip)
+    assert not (citeqa_home / "chroma").exists()  # nothing was opened
+    assert not locked.logged_in(anon) and locked.logged_in(ann)
+    note, _, _ = locked.remove(["doc"], request=ann)  # runs: the store says there is no such document
+    assert note.startswith("⚠️ Couldn't answer:") and "What to do:" in note
+    list(locked.ask("q", [], None, request=ann))
+    assert asked == [("q",)]
+    for open_door in (app.Chat(agent), app.Chat(agent, blocks=SimpleNamespace(auth=None))):
+        assert open_door.logged_in(anon)
+
+
+def test_document_list_filter_and_remove_handlers(indexed: Path) -> None:
+    """`Chat.documents` lists what is indexed and fills the remove list; `Chat.scope_choices` keeps the
+    filter's picks that are still indexed; `Chat.remove` takes one id or several and refreshes both."""
+    doc = "isil-retakes-syria-border-town.txt"
+    chat = app.Chat(SimpleNamespace(config=Config.resolve()))  # these handlers use only the settings
+    assert chat.documents() == (f"- **{doc}** — 5 chunks\n\n<small>1 document, 5 chunks</small>",
+                                gr.update(choices=[doc], value=[]))
+    assert chat.scope_choices([doc, "gone.txt"]) == gr.update(choices=[doc], value=[doc])
+    assert chat.remove([]) == ("Pick the documents to remove first.", *chat.documents())
+    note, table, choices = chat.remove(doc)
+    assert note == f"Removed **{doc}** (5 chunks)."
+    assert table == "*No documents yet. Upload some above.*" and choices == gr.update(choices=[], value=[])
+    assert chat.scope_choices([doc]) == gr.update(choices=[], value=[])
+    note, _, _ = chat.remove([doc])
+    assert note.startswith("⚠️ Couldn't answer:") and doc in note and "What to do:" in note
+
+
+def test_confirm_remove_names_what_would_go_and_example_fills_the_box() -> None:
+    hidden = gr.update(visible="hidden")
+    assert app.confirm_remove([]) == app.confirm_remove(None) == (hidden, "Pick the documents to remove first.")
+    assert app.confirm_remove(["a.md"]) == (gr.update(visible=True), "Remove 1 document from the index: **a.md**?")
+    assert app.confirm_remove(["a.md", "*b*.txt"])[1] == "Remove 2 documents from the index: **a.md**, **\\*b\\*.txt**?"
+    assert app.hide() == hidden and app.new_conversation() == []
+    assert app.example(SimpleNamespace(value={"text": "Who retook it?"})) == "Who retook it?"
+
+
+def test_main_takes_host_port_and_login_from_the_config(indexed: Path, monkeypatch, capsys) -> None:
+    """`--host/--port` override CITEQA_HOST/CITEQA_PORT (through `Config.resolve`); the login is CITEQA_AUTH's;
+    a bad setting is a message and exit status 2."""
+    seen = []
+    monkeypatch.setattr(app, "launch", lambda demo, host, port, auth, **kw: seen.append((host, port, auth)))
+    monkeypatch.setattr(app, "build_app", lambda agent: None)
+    monkeypatch.setenv("CITEQA_HOST", "0.0.0.0")
+    monkeypatch.setenv("CITEQA_PORT", "7999")
+    monkeypatch.setenv("CITEQA_AUTH", "ann:pw")
+    assert app.main([]) == 0 and app.main(["--port", "8001", "--host", "127.0.0.1"]) == 0
+    assert seen == [("0.0.0.0", 7999, ("ann", "pw")), ("127.0.0.1", 8001, ("ann", "pw"))]
+    assert "serving on http://127.0.0.1:8001 (extractive)" in capsys.readouterr().err
+    monkeypatch.setenv("CITEQA_PORT", "eighty")
+    assert app.main([]) == 2 and len(seen) == 2
+    err = capsys.readouterr().err
+    assert "CITEQA_PORT='eighty' is not a valid int" in err and "Traceback" not in err
+
+
 def test_a_stored_conversation_that_cannot_be_shown_starts_empty(indexed: Path) -> None:
     from agent.answer import Agent
 
-    demo = app.build_app(Agent())
-    restore = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "restore")
+    restore = app.Chat(Agent()).restore
     assert restore([{"role": "assistant", "content": "x", "answer": {"citations": [{"n": 1}]}}]) == []
     assert restore([{"role": "user", "content": "<i>q</i>"}, 7]) == [{"role": "user", "content": "&lt;i&gt;q&lt;/i&gt;"}]
 
@@ -201,14 +280,18 @@ def test_non_loopback_host_without_auth_is_refused(tmp_path: Path) -> None:
 
 
 def test_auth_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert app.auth_from_env("127.0.0.1") is None
-    with pytest.raises(CiteqaError):
-        app.auth_from_env("192.168.1.5")
+    assert app.auth_of(Config.resolve()) is None  # 127.0.0.1 by default
+    assert app.auth_of(Config.resolve(host="::1")) is None
+    with pytest.raises(CiteqaError, match="refusing to serve on 192.168.1.5 without a login"):
+        app.auth_of(Config.resolve(host="192.168.1.5"))
     monkeypatch.setenv("CITEQA_AUTH", "ann:s3cret:with-colon")
-    assert app.auth_from_env("0.0.0.0") == ("ann", "s3cret:with-colon")
+    monkeypatch.setenv("CITEQA_HOST", "0.0.0.0")
+    assert app.auth_of(Config.resolve()) == ("ann", "s3cret:with-colon")
     monkeypatch.setenv("CITEQA_AUTH", "no-colon")
-    with pytest.raises(CiteqaError):
-        app.auth_from_env("127.0.0.1")
+    with pytest.raises(CiteqaError, match="CITEQA_AUTH must look like user:password"):
+        app.auth_of(Config.resolve(host="127.0.0.1"))
+    with pytest.raises(CiteqaError, match="CITEQA_AUTH must look like user:password"):
+        app.auth_of(Config.resolve(auth=":pw"))
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -247,8 +330,7 @@ def test_upload_lands_under_uploads_with_a_safe_name(citeqa_home: Path, tmp_path
 def test_upload_handler_reports_unsupported_types_readably(indexed: Path, tmp_path: Path) -> None:
     from agent.answer import Agent
 
-    demo = app.build_app(Agent())
-    upload = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "upload")
+    upload = app.Chat(Agent()).upload
     bad = tmp_path / "tool.exe"
     bad.write_bytes(b"MZ")
     good = tmp_path / "notes.md"
@@ -265,8 +347,8 @@ def test_upload_notes_a_renamed_id_and_the_list_says_1_chunk(indexed: Path, tmp_
     note says which, without the other document's server path; one-chunk documents read "1 chunk"."""
     from agent.answer import Agent
 
-    demo = app.build_app(Agent())
-    handler = {f.fn.__name__: f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") in ("upload", "remove")}
+    chat = app.Chat(Agent())
+    handler = {"upload": chat.upload, "remove": chat.remove}
     same_name = tmp_path / "isil-retakes-syria-border-town.txt"
     same_name.write_text("A different text under the same name.\n")
     _, status, docs, _ = handler["upload"]([str(same_name)], progress=lambda *a, **k: None)

@@ -10,11 +10,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from citeqa import servers
 from tests.conftest import ROOT, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,38 +30,23 @@ pytestmark = [
 
 
 def start_app(home: Path, log_path: Path, env: dict | None = None):
-    """`python app.py --port FREE` over CITEQA_HOME=home (plus `env`); returns (process, URL) once it answers HTTP."""
+    """`python app.py --port FREE` over CITEQA_HOME=home (plus `env`); returns (process, URL) once it serves."""
     port = free_port()
-    log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "CITEQA_HOME": str(home), **(env or {})},
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with log_path.open("w") as log:  # the app writes to its own copy of the file
+            proc = servers.start([sys.executable, str(ROOT / "app.py"), "--port", str(port)], port, seconds=120,
+                                 what="app.py", cwd=ROOT, env={**os.environ, "CITEQA_HOME": str(home), **(env or {})},
+                                 stdout=log, stderr=subprocess.STDOUT)
+    except servers.ServerStartError as exc:
+        pytest.fail(f"{exc}:\n{log_path.read_text()[-3000:]}")
+    return proc, f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture
 def app_url(indexed: Path, tmp_path: Path):
     proc, url = start_app(indexed, tmp_path / "app.log")
     yield url
-    stop(proc)
+    servers.stop(proc)
 
 
 def contrast(page, selector: str) -> float:
@@ -254,4 +239,4 @@ def test_generative_answer_streams_into_the_chat(indexed: Path, tmp_path: Path, 
             expect(bot).to_contain_text(claim)
             browser.close()
     finally:
-        stop(proc)
+        servers.stop(proc)
