@@ -190,3 +190,112 @@ def model_server():
     yield start
     for s in servers:
         s.close()
+
+
+# -- doubles for pure unit tests (tests/test_steps.py); integration tests use real Chroma and models --
+
+
+class HashEmbedder:
+    """A bag-of-words encoder: each stemmed content word (`agent.text.tokens`) adds to one of `dim`
+    hashed dimensions. Texts that share words are close, texts that share none are orthogonal, so
+    retrieval over it discriminates as lexical matching does (a constant vector would prove nothing)."""
+
+    name, dim = "test-hash-bow", 256
+
+    def encode(self, texts: list[str]):
+        import zlib
+
+        import numpy as np
+
+        from agent.text import tokens
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for t in tokens(text):
+                out[i, zlib.crc32(t.encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+class SpanReader:
+    """A reader double (`agent.reader.Reader`'s `read` and `meta`): a passage answers when it holds
+    every content word of the question but one, and its answer is a number or a capitalised word (not
+    opening a sentence) that the question does not contain: the first one of the sentence that shares
+    most words with the question. `meta` carries the shipped judge's shape (`agent.answerable`)."""
+
+    meta = {"name": "span-reader", "answerable": {"weights": {"reader": 1.0, "dense": 0.0, "dense_window": 0.0},
+                                                 "bias": 0.0, "threshold": 0.5}}
+
+    def read(self, question: str, passages: list[str]):
+        import re
+
+        from agent.reader import Reading
+        from agent.text import content_words, tokens
+
+        asked, qwords = set(content_words(question)), set(re.findall(r"\w+", question.lower()))
+        out = []
+        for p in passages:
+            missing = len(asked - set(tokens(p)))
+            found = []  # (question words its sentence shares, -position, match) per candidate answer
+            for sent in re.finditer(r"[^.!?]+[.!?]?", p):
+                shared = len(asked & set(tokens(sent.group())))
+                for pattern in (r"\b\d[\d,]*\b", r"(?<=\w )[A-Z]\w+"):
+                    found += [(shared, -m.start(), m) for m in re.finditer(pattern, p[:sent.end()])
+                              if m.start() >= sent.start() and m.group().lower() not in qwords]
+            best = max(found, key=lambda f: f[:2])[2] if found else None
+            prob = 0.9 if best and missing <= 1 else 0.05
+            out.append(Reading(prob, best.start(), best.end(), best.group()) if best else Reading(prob, 0, 0, ""))
+        return out
+
+
+class MemoryStore:
+    """`index.store.Store`'s read side in memory, for pure unit tests of retrieval and answering. Records
+    are made as ingest makes them (`index.ingest.prepare`, `chunk_vectors`) from texts added with `add`."""
+
+    def __init__(self, embedder, collection: str = "memory") -> None:
+        from types import SimpleNamespace
+
+        self.cfg, self.embedder = SimpleNamespace(collection=collection), embedder
+        self.records: dict[str, dict] = {"sents": {}, "chunks": {}}  # which -> id -> (Hit, vector)
+        self.texts: dict[str, str] = {}
+        self.shas: dict[str, str] = {}
+
+    def add(self, doc_id: str, text: str) -> None:
+        import hashlib
+
+        from citeqa.config import Config
+        from index.ids import record_id
+        from index.ingest import chunk_vectors, prepare
+        from index.loaders import Document
+        from index.store import Hit
+
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        chunks, sents = prepare(Document(doc_id, f"/docs/{doc_id}", text, sha), Config.resolve(home="/nonexistent"))
+        svecs = self.embedder.encode([s["text"] for s in sents])
+        for which, items, vecs, key, kind in (("sents", sents, svecs, "pos", "s"),
+                                              ("chunks", chunks, chunk_vectors(chunks, sents, svecs), "chunk_index", "c")):
+            for item, vec in zip(items, vecs):
+                rid = record_id(doc_id, sha, kind, item[key])
+                self.records[which][rid] = (Hit(rid, item["text"], {k: v for k, v in item.items() if k != "text"}), vec)
+        self.texts[doc_id], self.shas[doc_id] = text, sha
+
+    def ready_shas(self) -> dict[str, str]:
+        return dict(self.shas)
+
+    def document_text(self, doc_id: str) -> str:
+        return self.texts[doc_id]
+
+    def query(self, which: str, vector, k: int, shas: dict[str, str], docs: list[str] | None = None):
+        from dataclasses import replace
+
+        hits = [replace(h, score=float(v @ vector)) for h, v in self.records[which].values()
+                if shas.get(h.meta["doc_id"]) == h.meta["sha256"] and (not docs or h.meta["doc_id"] in docs)]
+        return sorted(hits, key=lambda h: -h.score)[:k]
+
+    def get(self, which: str, ids: list[str], embeddings: bool = False):
+        found = self.records[which]
+        return [(found[i][0], found[i][1] if embeddings else None) for i in ids if i in found]
+
+    def scan(self, which: str, shas: dict[str, str], embeddings: bool = False):
+        return [(h, v if embeddings else None) for h, v in self.records[which].values()
+                if shas.get(h.meta["doc_id"]) == h.meta["sha256"]]
