@@ -311,8 +311,8 @@ def test_pdf_citation_gives_its_page(tmp_path, capsys) -> None:
     n = next(c.n for c in answer.citations if c.text == closed)
     assert main(["ask", "When did the Brookfield quarry close?"]) == 0
     assert f"\n[{n}] quarry.pdf p. 2 chars " in capsys.readouterr().out
-    demo = app.build_app(agent)
-    shown = demo.render(list(demo.reply("When did the Brookfield quarry close?", [])))
+    chat = app.Chat(agent)
+    shown = chat.render(list(chat.reply("When did the Brookfield quarry close?", [])))
     assert f"[{n}] quarry.pdf, p. 2" in [m["metadata"]["title"] for m in shown[1:]]
 
 

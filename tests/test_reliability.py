@@ -245,8 +245,7 @@ def test_upload_of_bad_files_in_the_chat(home: Path, tmp_path: Path, capsys) -> 
     import app
     from agent.answer import Agent
 
-    demo = app.build_app(Agent())
-    upload = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "upload")
+    upload = app.Chat(Agent()).upload
     bad = [encrypted_pdf(tmp_path / "locked.pdf"), tmp_path / "nul.txt", tmp_path / "memo.docx",
            tmp_path / "my sheet.xlsx", tmp_path / "my notes.txt"]
     bad[1].write_bytes(b"\x00" * 64)
