@@ -15,8 +15,11 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 class OpenAIBackend(GenerativeBackend):
     def __init__(self, cfg: Config) -> None:
-        import openai
-
+        try:
+            import openai
+        except ImportError:
+            raise ConfigError(f"the {cfg.backend} backend needs the openai package",
+                              fix="pip install 'citeqa[openai]' (`make setup` installs it)") from None
         self.name = cfg.backend
         self.context_size = self.context_for(cfg)
         if cfg.backend == "openai":
