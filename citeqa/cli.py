@@ -159,6 +159,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return app.main([f"--{k}={v}" for k, v in (("host", args.host), ("port", args.port)) if v is not None])
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from citeqa import mcp_server  # imports the mcp SDK, which no other command needs
+
+    mcp_server.serve(_config(args), allow_add=args.allow_add)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="citeqa", description="Ask your documents; every answer cites its span.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,6 +215,10 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--host", help="address to bind (default 127.0.0.1; env CITEQA_HOST); others need CITEQA_AUTH")
     chat.add_argument("--port", type=int, help="port (default 7860; env CITEQA_PORT)")
     chat.set_defaults(func=cmd_chat)
+
+    mcp = sub.add_parser("mcp", parents=[common], help="serve the documents to MCP clients over stdio (docs/mcp.md)")
+    mcp.add_argument("--allow-add", action="store_true", help="also offer the add tool, which indexes files")
+    mcp.set_defaults(func=cmd_mcp)
     return p
 
 
