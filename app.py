@@ -29,7 +29,6 @@ from index.loaders import SUFFIXES
 
 import gradio as gr
 
-ROOT = Path(__file__).resolve().parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 EXAMPLES = ["Who retook the al-Hamdan airbase?", "When did ISIL first seize the border crossing?",
             "How many people died in the attack?"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,3 @@ class Config:
         cfg = replace(self, **{k: v for k, v in changes.items() if v is not None})
         cfg.validate()
         return cfg
-
-    def redacted(self) -> dict[str, Any]:
-        """Settings safe to print or log: secrets are masked."""
-        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
-        for secret in ("api_key", "embed_api_key", "auth"):
-            if out[secret]:
-                out[secret] = "***"
-        return out

