@@ -146,8 +146,8 @@ def error_text(exc: BaseException, cfg: Config | None = None) -> str:
     else:
         msg = (f"⚠️ Something went wrong ({type(exc).__name__}). The app is still running; "
                "details are in the server log.")
-    if cfg is not None and cfg.api_key:
-        msg = msg.replace(cfg.api_key, "***")
+    for secret in cfg.secrets if cfg is not None else []:
+        msg = msg.replace(secret, "***")
     return msg
 
 

@@ -115,6 +115,11 @@ class Config:
     def chroma_path(self) -> Path:
         return self.home / "chroma"
 
+    @property
+    def secrets(self) -> list[str]:
+        """The secret values that are set (API keys, the chat's password): no message may show them."""
+        return [v for v in (self.api_key, self.embed_api_key, self.auth.partition(":")[2]) if v]
+
     def with_(self, **changes: Any) -> "Config":
         cfg = replace(self, **{k: v for k, v in changes.items() if v is not None})
         cfg.validate()

@@ -345,10 +345,11 @@ def test_chat_error_text_masks_the_key() -> None:
     from citeqa.config import Config
     from citeqa.errors import BackendError
 
-    cfg = Config.resolve(api_key=SECRET)
-    msg = app.error_text(BackendError(f"the server said: bad key {SECRET}", fix="check the key"), cfg)
-    assert SECRET not in msg and "***" in msg
-    assert SECRET not in json.dumps(cfg.redacted())
+    embed_key, password = "emb-" + SECRET[::-1], "pw-" + SECRET[:8]
+    cfg = Config.resolve(api_key=SECRET, embed_api_key=embed_key, auth=f"ada:{password}")
+    for secret in (SECRET, embed_key, password):
+        msg = app.error_text(BackendError(f"the server said: bad key {secret}", fix="check the key"), cfg)
+        assert secret not in msg and "bad key ***" in msg
 
 
 def test_chat_binds_loopback_by_default(indexed: Path, monkeypatch) -> None:
