@@ -17,6 +17,13 @@ stdout line is one JSON object. What is measured (docs/benchmarks.md has the fig
   peak_rss_mb_total: at the end. cold_start_s: `python -m citeqa.cli ask ...` in a subprocess on an
   already-indexed home, process start to answer.
 
+`citeqa bench --embed-url URL` measures only the embedding server at URL (an OpenAI-compatible
+/v1/embeddings, as CITEQA_EMBED_URL; CITEQA_EMBED_MODEL and CITEQA_EMBED_API_KEY apply), on the same docs:
+
+* embed_texts_per_s: `ServerEmbedder.encode` of the docs' sentences (best of `repeats`), and
+  encoder_texts_per_s the in-process encoder on the same sentences;
+* ingest_sentences_per_s: `index.ingest.add` of the docs through the server (sentences stored / wall s).
+
 A hidden scale (env CITEQA_BENCH_SCALE, or `main(args, scale=...)`) shrinks sizes for tests.
 """
 
@@ -40,7 +47,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from citeqa import servers
-from index.embedding import BATCH_SIZE
+from index.embedding import BATCH_SIZE, SERVER_BATCH
 from index.ids import record_id
 
 COLD_QUESTION = "Who retook the al-Hamdan airbase?"
@@ -120,15 +127,16 @@ def encode_batch(embedder, batch_size: int) -> Iterator[None]:
 
 
 # -- pieces -------------------------------------------------------------------------------------------
-def chunk_texts(docs: list[Path], cfg) -> tuple[list[str], int]:
+def chunk_texts(docs: list[Path], cfg) -> tuple[list[str], list[str]]:
+    """The texts of the docs' chunks and of their sentences, as ingest makes them."""
     from index.ingest import prepare
     from index.loaders import discover, load_file
 
-    chunks, sents = [], 0
+    chunks, sents = [], []
     for file, doc_id in discover(docs):
         c, s = prepare(load_file(file, doc_id=doc_id), cfg)
         chunks += [r["text"] for r in c]
-        sents += len(s)
+        sents += [r["text"] for r in s]
     return chunks, sents
 
 
@@ -306,7 +314,8 @@ def run(plan: Plan, with_server: bool = False) -> dict:
     r["encoder_load_s"] = round(time.perf_counter() - t0, 2)
 
     # ingest vs raw encoder
-    texts, n_sents = chunk_texts(plan.docs, Config.resolve(home=tempfile.gettempdir()))
+    texts, sents = chunk_texts(plan.docs, Config.resolve(home=tempfile.gettempdir()))
+    n_sents = len(sents)
     r["chunks"], r["sentences"] = len(texts), n_sents
     log(f"encoder baseline: encode() of {len(texts)} chunk texts")
     enc_s = time_encoder(embedder, texts, plan.repeats)
@@ -405,17 +414,44 @@ def run(plan: Plan, with_server: bool = False) -> dict:
     return r
 
 
+def run_embed_server(plan: Plan, url: str) -> dict:
+    """Embedding throughput against the server at `url` (see the module docstring)."""
+    from citeqa.config import Config
+    from index.embedding import ServerEmbedder, get_embedder
+
+    cfg = Config.resolve(embed_url=url)
+    server = ServerEmbedder(cfg.embed_url, cfg.embed_model, cfg.embed_api_key, cfg.timeout_s)
+    _, sents = chunk_texts(plan.docs, cfg)
+    r: dict[str, Any] = {"mode": "embed-server", "embed_url": server.url, "embed_model": server.name,
+                         "embed_dim": server.dim, "docs": [p.name for p in plan.docs], "sentences": len(sents)}
+    log(f"{server.name} ({server.dim}-d) at {server.url}: encode() of {len(sents)} sentences")
+    r["embed_texts_per_s"] = round(len(sents) / time_encoder(server, sents, plan.repeats, SERVER_BATCH), 2)
+    log(f"server {r['embed_texts_per_s']} texts/s; in-process encoder on the same sentences")
+    local = get_embedder()
+    local.encode(["warm up"])
+    r["encoder_texts_per_s"] = round(len(sents) / time_encoder(local, sents, plan.repeats), 2)
+    s, _, home, _ = time_ingest(plan.docs, {"embed_url": url}, 1)
+    shutil.rmtree(home, ignore_errors=True)
+    r["ingest_sentences_per_s"] = round(len(sents) / s, 2)
+    log(f"ingest through the server: {r['ingest_sentences_per_s']} sentences/s")
+    return r
+
+
 HEADLINE = ("ingest_chunks_per_s", "encoder_chunks_per_s", "ingest_ratio", "ask_p50_ms", "ask_p95_ms",
             "retrieval_chunks", "retrieval_p50_ms", "retrieval_p95_ms", "vs_llamaindex_speedup", "peak_rss_mb",
             "cold_start_s", "server_ask_p50_ms", "server_ask_p95_ms", "server_retrieval_p50_ms",
-            "server_retrieval_p95_ms", "bench_s")
+            "server_retrieval_p95_ms", "bench_s", "embed_model", "embed_texts_per_s", "encoder_texts_per_s",
+            "ingest_sentences_per_s")
 
 
 def main(args: argparse.Namespace, scale: float | None = None) -> int:
     if scale is None:
         scale = float(os.environ.get("CITEQA_BENCH_SCALE") or 1.0)
     plan = make_plan(bool(getattr(args, "quick", False)), scale)
-    result = run(plan, with_server=bool(getattr(args, "chroma_server", False)))
+    if getattr(args, "embed_url", None):
+        result = run_embed_server(plan, args.embed_url)
+    else:
+        result = run(plan, with_server=bool(getattr(args, "chroma_server", False)))
     if getattr(args, "plots", None):
         result["plots"] = plot(result, Path(args.plots))
         for p in result["plots"]:

@@ -209,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     b.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
     b.add_argument("--chroma-server", action="store_true", help="also measure against a `chroma run` server")
+    b.add_argument("--embed-url", metavar="URL", help="only measure embedding throughput (texts/s, sentences/s) "
+                                                      "against this OpenAI-compatible embeddings server")
     b.set_defaults(func=cmd_bench)
 
     chat = sub.add_parser("chat", help="the web chat (the same as `python app.py`)")

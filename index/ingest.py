@@ -19,7 +19,7 @@ import numpy as np
 
 from index.chunking import chunk_text, split_sentences
 from citeqa.config import Config
-from index.embedding import Embedder, get_embedder
+from index.embedding import Embedder, ServerEmbedder, embedder_for
 from citeqa.errors import UnusableFile
 from index.loaders import Document, discover, load_file, unique_id
 from index.store import DocRecord, Store
@@ -54,9 +54,10 @@ class Report:
         return d
 
 
-def open_store(cfg: Config, create: bool = True, embedder: Embedder | None = None) -> tuple[Store, Embedder]:
-    """The configured store and its embedder (`embedder`, when given, instead of the configured one)."""
-    embedder = embedder or get_embedder(cfg.embed_model)
+def open_store(cfg: Config, create: bool = True, embedder: Embedder | ServerEmbedder | None = None
+               ) -> tuple[Store, Embedder | ServerEmbedder]:
+    """The configured store and its embedder (`embedder`, when given, instead of `embedder_for(cfg)`)."""
+    embedder = embedder or embedder_for(cfg)
     store = Store(cfg, embedder.name, embedder.dim, create=create)
     if create:
         store.recover()
