@@ -23,14 +23,19 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Iterator
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from citeqa import __version__
 from citeqa.config import Config
-from citeqa.errors import CiteqaError, InputError
+from citeqa.errors import CiteqaError, ConfigError, InputError
+
+try:
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp_types import ToolAnnotations
+except ImportError:
+    raise ConfigError("`citeqa mcp` needs the mcp package",
+                      fix="pip install 'citeqa[mcp]' (`make setup` installs it)") from None
 
 INSTRUCTIONS = ("Answers questions over the user's indexed documents. `ask` gives an answer whose every "
                 "citation is a span of a document (doc_id, start_char, end_char, text), or a refusal when the "

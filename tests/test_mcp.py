@@ -170,3 +170,10 @@ def test_other_commands_do_not_import_mcp() -> None:
             "print('mcp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_without_the_sdk_the_command_names_the_install() -> None:
+    code = "import sys; sys.modules['mcp'] = None; from citeqa.cli import main; sys.exit(main(['mcp']))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert "`citeqa mcp` needs the mcp package. Fix: pip install 'citeqa[mcp]'" in run.stderr
