@@ -254,6 +254,47 @@ def test_backend_errors_name_the_fix(indexed, model_server, monkeypatch) -> None
         Agent().ask("Who retook the al-Hamdan airbase?")
 
 
+PLUGIN = """
+from agent.backends.generative import GenerativeBackend
+
+
+class QuoteBackend(GenerativeBackend):
+    \"\"\"A third-party backend: it quotes the first passage it is shown.\"\"\"
+
+    name, model = "quote", "quote-1"
+
+    def __init__(self, cfg):
+        self.context_size = self.context_for(cfg)
+
+    def draft(self, question, passages):
+        yield f"{passages[0].text} [{passages[0].n}]"
+
+    def rewrite(self, question, history):
+        return question
+"""
+
+
+def test_a_backend_plugin_registered_by_entry_point_answers(indexed, tmp_path, monkeypatch, capsys) -> None:
+    """A package that declares `[project.entry-points."citeqa.backends"] quote = ...` is installed (its
+    module and dist-info on sys.path) and chosen by name, through the Python API and the CLI."""
+    from agent.backends import registry
+    from citeqa.cli import main
+
+    (tmp_path / "citeqa_quote.py").write_text(PLUGIN)
+    info = tmp_path / "citeqa_quote-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: citeqa-quote\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[citeqa.backends]\nquote = citeqa_quote:QuoteBackend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "quote" in registry() and "extractive" in registry()
+    answer = Agent(backend="quote").ask("Who retook the al-Hamdan airbase?")
+    assert answer.backend == "quote" and not answer.refused and RECAPTURE in answer.citations[0].text
+    assert main(["ask", "--backend", "quote", "--json", "Who retook the al-Hamdan airbase?"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "quote-1"
+    with pytest.raises(ConfigError, match="one of: extractive, openai, openai-compatible, local, quote"):
+        Agent(backend="qoute")
+
+
 def test_cli_ask_json_and_batch(indexed, tmp_path, capsys) -> None:
     from citeqa.cli import main
 
