@@ -133,9 +133,9 @@ def _make_llm(cfg: Config):
             return res.choices[0].message.content or ""
 
         return ExtractiveReader(forward, backend.model)
-    from index.embedding import get_embedder
+    from index.embedding import embedder_for
 
-    embedder = get_embedder(cfg.embed_model)
+    embedder = embedder_for(cfg)
     return ExtractiveReader(lambda p: extractive_reply(p, embedder.encode), "extractive")
 
 

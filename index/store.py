@@ -11,6 +11,10 @@ one the manifest has committed, and `recover()` removes what a killed writer lef
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlparse
@@ -26,6 +30,9 @@ SCHEMA = 1
 _DOCS, _SENTS = "-docs", "-sents"
 TEXT_PART = 1 << 18  # characters of a document's text per record (one record of a 50 MB text grew without bound)
 _MANIFEST = {"status": {"$in": ["ready", "pending"]}}  # the manifest records, not the text parts
+# A write in progress is another writer's while its process lives and it wrote within this many seconds
+# (each section of a long document renews it; `recover` leaves such a write alone).
+LEASE_S = 900
 
 
 @dataclass(frozen=True)
@@ -38,15 +45,52 @@ class DocRecord:
     status: str  # "ready" | "pending"
     pending: str  # sha256 being written, if a write is in progress or was killed
     stale: str  # sha256 of a replaced version whose records may still need deleting
+    writer: str = ""  # who writes `pending`: "host:pid:thread" (`writer_id`)
+    pending_at: float = 0.0  # when that writer last wrote a part (time.time())
 
     @classmethod
     def from_meta(cls, doc_id: str, meta: dict[str, Any]) -> "DocRecord":
         return cls(doc_id, str(meta.get("source", "")), str(meta.get("sha256", "")), int(meta.get("chunks", 0)),
                    int(meta.get("sentences", 0)), str(meta.get("status", "")), str(meta.get("pending", "")),
-                   str(meta.get("stale", "")))
+                   str(meta.get("stale", "")), str(meta.get("writer", "")), float(meta.get("pending_at", 0.0)))
 
     def meta(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("source", "sha256", "chunks", "sentences", "status", "pending", "stale")}
+        return {k: getattr(self, k) for k in ("source", "sha256", "chunks", "sentences", "status", "pending", "stale",
+                                              "writer", "pending_at")}
+
+
+def writer_id() -> str:
+    """This writer: host, process and thread (the chat writes uploads from several threads)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def writing(rec: DocRecord, now: float | None = None) -> bool:
+    """Is `rec.pending` being written right now by another writer, so that `recover` must leave it?
+    Yes while that writer renewed its lease within LEASE_S and, on this host, its process (and, in this
+    process, its thread) still runs; a write of the calling thread itself is over.
+
+    >>> writing(DocRecord("d", "", "", 0, 0, "pending", "abc", "", writer_id(), time.time()))
+    False
+    >>> writing(DocRecord("d", "", "", 0, 0, "pending", "abc", "", "elsewhere:1:1", time.time()))
+    True
+    >>> writing(DocRecord("d", "", "", 0, 0, "pending", "abc", "", "elsewhere:1:1", time.time() - LEASE_S - 1))
+    False
+    """
+    if not rec.pending or not rec.writer or (now or time.time()) - rec.pending_at > LEASE_S:
+        return False
+    host, _, rest = rec.writer.partition(":")
+    pid, _, thread = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    if pid == str(os.getpid()):
+        return thread != str(threading.get_ident()) and any(str(t.ident) == thread for t in threading.enumerate())
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return pid.isdigit()
+    return True
 
 
 @dataclass(frozen=True)
@@ -191,7 +235,8 @@ class Store:
             raise IndexMismatchError(
                 f"collection {name!r} was built with {stored.get('embedding_model')} "
                 f"({stored.get('embedding_dim')}-d), not {model_name} ({dim}-d)",
-                fix="use the same CITEQA_EMBED_MODEL as when it was built, or another --collection")
+                fix="use the encoder that built it (the same CITEQA_EMBED_MODEL and CITEQA_EMBED_URL), "
+                    "or another --collection")
         self.max_batch = int(getattr(self.client, "get_max_batch_size", lambda: 5000)())
 
     def _reopen(self) -> None:
@@ -266,16 +311,19 @@ class Store:
     def begin(self, doc_id: str, source: str, sha256: str) -> DocRecord | None:
         """Step 1 of a write: record `pending=new` in the manifest. Returns the version it replaces."""
         old = self.documents().get(doc_id)
+        lease = {"writer": writer_id(), "pending_at": time.time()}
         if old is not None and old.status == "ready":
-            self.docs.update(ids=[doc_id], metadatas=[{"pending": sha256}])
+            self.docs.update(ids=[doc_id], metadatas=[{"pending": sha256, **lease}])
         else:
-            self._put_record(DocRecord(doc_id, source, "", 0, 0, "pending", sha256, ""))
+            self._put_record(DocRecord(doc_id, source, "", 0, 0, "pending", sha256, "", **lease))
         return old
 
     def add_part(self, doc_id: str, sha256: str, at: int, text: str, chunks: list[dict], chunk_vecs: np.ndarray,
                  sents: list[dict], sent_vecs: np.ndarray) -> None:
         """Step 2, once or in parts: the chunks and sentences of a stretch of the document, and its text
-        (which starts at character `at`), tagged with the new sha256; readers do not see them yet."""
+        (which starts at character `at`), tagged with the new sha256; readers do not see them yet. Each
+        part renews the writer's lease (`writing`)."""
+        self.docs.update(ids=[doc_id], metadatas=[{"pending_at": time.time()}])
         self._add(self.chunks, [record_id(doc_id, sha256, "c", c["chunk_index"]) for c in chunks], chunk_vecs, chunks)
         self._add(self.sents, [record_id(doc_id, sha256, "s", s["pos"]) for s in sents], sent_vecs, sents)
         for i in range(0, len(text), TEXT_PART):
@@ -317,10 +365,11 @@ class Store:
         return rec
 
     def recover(self) -> list[str]:
-        """Finish or undo writes that a killed process left half done. Returns the doc ids touched."""
+        """Finish or undo writes that a killed process left half done, never one that another writer is
+        still making (`writing`: two `index add` against one server). Returns the doc ids touched."""
         touched = []
         for rec in self.documents().values():
-            if rec.pending:
+            if rec.pending and not writing(rec):
                 self._delete_version(rec.doc_id, rec.pending)
                 if rec.status != "ready":
                     self.docs.delete(ids=[rec.doc_id])

@@ -101,6 +101,29 @@ def test_killed_write_is_recovered_without_duplicates(tmp_path: Path) -> None:
     assert len(all_records(store, "sents")) == old.sentences
 
 
+def test_recover_leaves_a_live_writers_write_alone(tmp_path: Path) -> None:
+    """Two writers on one store (two `index add` against one `chroma run`): the second one's `recover`
+    must not undo the first one's write in progress; once that writer's lease runs out, it does."""
+    import time
+
+    from index.store import LEASE_S
+
+    cfg = Config.resolve()
+    doc = tmp_path / "a.txt"
+    doc.write_text("Alpha is first. Beta is second.", encoding="utf-8")
+    ingest.add([doc], cfg, progress=False)
+    store, emb = ingest.open_store(cfg)
+    chunks, sents = ingest.prepare(load_file(doc), cfg)
+    fake = [{**s, "sha256": "e" * 64} for s in sents]
+    store.docs.update(ids=["a.txt"], metadatas=[{"pending": "e" * 64, "writer": "gpu-box-2:4242:1",
+                                                 "pending_at": time.time()}])
+    store._add(store.sents, [f"a.txt#{'e' * 12}:s{i}" for i in range(len(fake))], emb.encode([s["text"] for s in sents]),
+               fake)
+    assert store.recover() == [] and len(all_records(store, "sents")) == 2 * len(sents)
+    store.docs.update(ids=["a.txt"], metadatas=[{"pending_at": time.time() - LEASE_S - 1}])  # that writer died
+    assert store.recover() == ["a.txt"] and len(all_records(store, "sents")) == len(sents)
+
+
 def test_collection_built_with_another_model_is_a_clear_error() -> None:
     cfg = Config.resolve()
     ingest.add([ARTICLE], cfg, progress=False)
