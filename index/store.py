@@ -422,8 +422,6 @@ class Store:
                     yield Hit(i, d, m), (np.asarray(vecs[j], dtype=np.float32) if vecs is not None else None)
             offset += len(got["ids"])
 
-    def counts(self) -> dict[str, int]:
-        return {"chunks": self.chunks.count(), "sentences": self.sents.count(), "documents": len(self.documents())}
 
 
 def _version(doc_id: str, sha256: str, key: str = "doc_id") -> dict:

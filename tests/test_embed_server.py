@@ -45,7 +45,7 @@ def test_a_server_retrieves_and_answers_like_the_in_process_encoder(tmp_path: Pa
     assert not [r for r in server.requests if r["n"] > SERVER_BATCH]
     stores = {name: ingest.open_store(cfg, create=False) for name, cfg in (("local", local), ("remote", remote))}
     sent = sum(r["n"] for r in server.requests if not r["probe"])
-    assert sent == stores["remote"][0].counts()["sentences"] > 100  # every sentence went to the server, once
+    assert sent == stores["remote"][0].sents.count() > 100  # every sentence went to the server, once
     vecs = {name: {h.id: v for h, v in store.scan("sents", store.ready_shas(), embeddings=True)}
             for name, (store, _) in stores.items()}
     assert vecs["local"].keys() == vecs["remote"].keys()
