@@ -423,7 +423,6 @@ class Store:
             offset += len(got["ids"])
 
 
-
 def _version(doc_id: str, sha256: str, key: str = "doc_id") -> dict:
     """The Chroma filter for one version's records (`key` "text_of" for its text parts)."""
     return {"$and": [{key: doc_id}, {"sha256": sha256}]}
