@@ -27,7 +27,7 @@ from agent.inputs import check_history, check_question_type
 from agent.read import Pick, read
 from agent.reader import Reader, get_reader
 from agent.retrieve import Chunk, Retrieval, Retriever, evidence_chunks
-from agent.select import Selection, score
+from agent.select import Scored, Selection, score
 from citeqa.config import Config
 from citeqa.errors import ConfigError, InputError
 from index.chunking import count_tokens, truncate_tokens
@@ -130,6 +130,12 @@ class Agent:
                      confidence=picks[0].prob if picks else 0.0,
                      retrieved=_retrieved(evidence_chunks(retrieval, evidence, self.retriever.k_chunks)),
                      warnings=warnings)
+
+    def rank(self, question: str, docs: list[str] | None = None, top: int = 12) -> list[Scored]:
+        """The retrieved sentences ranked as `ask` ranks them before the reader reads them, best first (at
+        most `top`): what a retriever door (`citeqa.llama_index`) returns."""
+        question, _ = self._check_question(check_question_type(question))
+        return score(question, expected(question), self.retriever.search(question, docs=docs), top=top).best
 
     def _check_question(self, question: str) -> tuple[str, list[str]]:
         question = (question or "").strip()

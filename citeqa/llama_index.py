@@ -1,7 +1,7 @@
 """citeqa inside llama-index: a retriever of ranked sentences and a query engine of verified citations.
 
 `CiteqaRetriever` is a llama-index `BaseRetriever`: it searches citeqa's index (hybrid dense + BM25,
-`agent.retrieve`) and ranks the sentences as `Agent.ask` does (`agent.select.score`); each node is one
+`agent.retrieve`) and ranks the sentences as `Agent.ask` does (`Agent.rank`); each node is one
 sentence, a `TextNode` whose `start_char_idx`/`end_char_idx` are its span in the source document, so
 it drops into any llama-index pipeline (`RetrieverQueryEngine`, postprocessors, agents).
 
@@ -29,10 +29,8 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
 
 from agent.answer import Agent, Answer
-from agent.answertype import expected
 from agent.cite import Citation
 from agent.retrieve import Sentence
-from agent.select import score
 from citeqa.config import Config
 from citeqa.errors import ConfigError
 
@@ -91,10 +89,7 @@ class CiteqaRetriever(BaseRetriever):
         return cls(Agent(config=config, **settings), k=k, docs=docs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_bundle.query_str.strip()
-        retrieval = self.agent.retriever.search(query, docs=self.docs)
-        selection = score(query, expected(query), retrieval, top=self.k)
-        return [sentence_node(b.sentence, b.score) for b in selection.best[:self.k]]
+        return [sentence_node(b.sentence, b.score) for b in self.agent.rank(query_bundle.query_str, self.docs, self.k)]
 
 
 class CiteqaQueryEngine(CustomQueryEngine):
