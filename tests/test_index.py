@@ -80,21 +80,28 @@ def test_changed_file_replaces_old_chunks_and_remove_deletes(tmp_path: Path) -> 
     assert ingest.listing(cfg)["documents"] == []
 
 
-def test_killed_write_is_recovered_without_duplicates(tmp_path: Path) -> None:
-    """Simulate a writer killed after adding records but before committing: readers never see them,
-    and the next writer removes them."""
+def half_written(tmp_path: Path, sha: str, **lease):
+    """a.txt indexed, then steps 1 and 2 of a new version `sha` (pending in the manifest, its sentences
+    added) and no commit, as a writer killed there, or still writing, leaves it. Returns the store, the
+    committed record and the new sentences' vectors."""
     cfg = Config.resolve()
     doc = tmp_path / "a.txt"
     doc.write_text("Alpha is first. Beta is second.", encoding="utf-8")
     ingest.add([doc], cfg, progress=False)
     store, emb = ingest.open_store(cfg)
-    loaded = load_file(doc)
-    chunks, sents = ingest.prepare(loaded, cfg)
+    _, sents = ingest.prepare(load_file(doc), cfg)
     vecs = emb.encode([s["text"] for s in sents])
     old = store.documents()["a.txt"]
-    store.docs.update(ids=["a.txt"], metadatas=[{"pending": "f" * 64}])  # step 1 of a new version...
-    fake = [{**s, "sha256": "f" * 64} for s in sents]
-    store._add(store.sents, [f"a.txt#{'f' * 12}:s{i}" for i in range(len(fake))], vecs, fake)  # ...step 2, then kill
+    store.docs.update(ids=["a.txt"], metadatas=[{"pending": sha, **lease}])
+    store._add(store.sents, [f"a.txt#{sha[:12]}:s{i}" for i in range(len(sents))], vecs,
+               [{**s, "sha256": sha} for s in sents])
+    return store, old, vecs
+
+
+def test_killed_write_is_recovered_without_duplicates(tmp_path: Path) -> None:
+    """Simulate a writer killed after adding records but before committing: readers never see them,
+    and the next writer removes them."""
+    store, old, vecs = half_written(tmp_path, "f" * 64)
     hits = store.query("sents", vecs[0], 10, store.ready_shas())
     assert {h.meta["sha256"] for h in hits} == {old.sha256}
     assert store.recover() == ["a.txt"]
@@ -108,20 +115,10 @@ def test_recover_leaves_a_live_writers_write_alone(tmp_path: Path) -> None:
 
     from index.store import LEASE_S
 
-    cfg = Config.resolve()
-    doc = tmp_path / "a.txt"
-    doc.write_text("Alpha is first. Beta is second.", encoding="utf-8")
-    ingest.add([doc], cfg, progress=False)
-    store, emb = ingest.open_store(cfg)
-    chunks, sents = ingest.prepare(load_file(doc), cfg)
-    fake = [{**s, "sha256": "e" * 64} for s in sents]
-    store.docs.update(ids=["a.txt"], metadatas=[{"pending": "e" * 64, "writer": "gpu-box-2:4242:1",
-                                                 "pending_at": time.time()}])
-    store._add(store.sents, [f"a.txt#{'e' * 12}:s{i}" for i in range(len(fake))], emb.encode([s["text"] for s in sents]),
-               fake)
-    assert store.recover() == [] and len(all_records(store, "sents")) == 2 * len(sents)
+    store, old, _ = half_written(tmp_path, "e" * 64, writer="gpu-box-2:4242:1", pending_at=time.time())
+    assert store.recover() == [] and len(all_records(store, "sents")) == 2 * old.sentences
     store.docs.update(ids=["a.txt"], metadatas=[{"pending_at": time.time() - LEASE_S - 1}])  # that writer died
-    assert store.recover() == ["a.txt"] and len(all_records(store, "sents")) == len(sents)
+    assert store.recover() == ["a.txt"] and len(all_records(store, "sents")) == old.sentences
 
 
 def test_collection_built_with_another_model_is_a_clear_error() -> None:
