@@ -9,6 +9,9 @@ unknown backend 'gpt'. Fix: use one of: extractive, openai
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class CiteqaError(Exception):
     """Base class. `exit_code` is what the CLI returns; `fix` tells the user what to do."""
@@ -58,3 +61,20 @@ class BackendUnreachableError(CiteqaError):
 
 class BackendError(CiteqaError):
     """The answering model answered something unusable."""
+
+
+def require_extra(module: str, extra: str, what: str) -> ModuleType:
+    """Import `module`, which the pip extra `extra` installs, or say which extra `what` needs.
+
+    >>> require_extra("json", "none", "this").__name__
+    'json'
+    >>> require_extra("no_such_package", "demo", "`citeqa demo`")
+    Traceback (most recent call last):
+    ...
+    citeqa.errors.ConfigError: `citeqa demo` needs the no_such_package package. Fix: pip install 'citeqa[demo]' (`make setup` installs it)
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs the {module.split('.')[0]} package",
+                          fix=f"pip install 'citeqa[{extra}]' (`make setup` installs it)") from None

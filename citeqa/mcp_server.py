@@ -27,15 +27,12 @@ from pydantic import Field
 
 from citeqa import __version__
 from citeqa.config import Config
-from citeqa.errors import CiteqaError, ConfigError, InputError
+from citeqa.errors import CiteqaError, InputError, require_extra
 
-try:
-    from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
-    from mcp_types import ToolAnnotations
-except ImportError:
-    raise ConfigError("`citeqa mcp` needs the mcp package",
-                      fix="pip install 'citeqa[mcp]' (`make setup` installs it)") from None
+require_extra("mcp", "mcp", "`citeqa mcp`")
+from mcp.server.mcpserver import MCPServer  # noqa: E402 (after the check that names the extra)
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp_types import ToolAnnotations  # noqa: E402
 
 INSTRUCTIONS = ("Answers questions over the user's indexed documents. `ask` gives an answer whose every "
                 "citation is a span of a document (doc_id, start_char, end_char, text), or a refusal when the "

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from citeqa.config import Config
-from citeqa.errors import BackendError, BackendUnreachableError, ConfigError
+from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, require_extra
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
@@ -170,8 +170,7 @@ class ServerEmbedder:
 
     def __init__(self, url: str, model: str = "", api_key: str = "", timeout_s: float = 60,
                  retries: int = SERVER_RETRIES) -> None:
-        import openai
-
+        openai = require_extra("openai", "openai", "embedding through a server (CITEQA_EMBED_URL)")
         self.url = api_base(url)
         self.requested = model or BUNDLED_MODEL_NAME
         self._openai = openai

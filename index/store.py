@@ -84,12 +84,14 @@ def writing(rec: DocRecord, now: float | None = None) -> bool:
         return True
     if pid == str(os.getpid()):
         return thread != str(threading.get_ident()) and any(str(t.ident) == thread for t in threading.enumerate())
+    if not pid.isdigit():
+        return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # signal 0: is it there?
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError):
-        return pid.isdigit()
+    except PermissionError:  # there, under another user
+        pass
     return True
 
 

@@ -4,6 +4,8 @@ vectors (tests/embed_server.py) against the in-process encoder, with real Chroma
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,13 @@ def test_server_errors_name_the_model_and_the_key(server: EmbedServer) -> None:
 def test_a_url_that_is_not_http_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="CITEQA_EMBED_URL"):
         ServerEmbedder(url)
+
+
+def test_without_openai_the_server_path_names_the_extra() -> None:
+    code = ("import sys; sys.modules['openai'] = None\n"
+            "from citeqa.config import Config; from index.embedding import embedder_for\n"
+            "embedder_for(Config.resolve(embed_url='http://127.0.0.1:9/v1'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert ("ConfigError: embedding through a server (CITEQA_EMBED_URL) needs the openai package. "
+            "Fix: pip install 'citeqa[openai]'") in run.stderr

@@ -8,18 +8,14 @@ from agent.backends.generative import GenerativeBackend
 from agent.backends.prompting import answer_messages, condense_messages
 from agent.cite import Passage
 from citeqa.config import Config
-from citeqa.errors import BackendError, BackendUnreachableError, ConfigError
+from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, require_extra
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
 class OpenAIBackend(GenerativeBackend):
     def __init__(self, cfg: Config) -> None:
-        try:
-            import openai
-        except ImportError:
-            raise ConfigError(f"the {cfg.backend} backend needs the openai package",
-                              fix="pip install 'citeqa[openai]' (`make setup` installs it)") from None
+        openai = require_extra("openai", "openai", f"the {cfg.backend} backend")
         self.name = cfg.backend
         self.context_size = self.context_for(cfg)
         if cfg.backend == "openai":
