@@ -1,6 +1,11 @@
 """Train the reader (`agent.reader`) from SQuAD train data and export it as int8 ONNX.
 
     python -m citeqa.train_reader [--quick] [--data ../shared/data/squad-train] [--out agent/models/reader]
+    python -m citeqa.train_reader --recipe second --init agent/models/reader --out DIR
+
+The shipped reader is two passes (`make train-reader` runs both): `full` trains the base encoder, then
+`second` starts from that reader's int8 ONNX weights and reads a fresh draw of the training examples
+at half the learning rate.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
 side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):
@@ -51,10 +56,12 @@ class Recipe:
     batch: int
     freeze_embeddings: bool
     frozen_layers: int
+    draw: int = 0  # which draw of the training examples (the held-out articles are the seed's in every draw)
 
 
 RECIPES = {
     "full": Recipe("full", 64_000, 1.0, 1e-4, 32, True, 0),
+    "second": Recipe("second", 40_000, 1.0, 5e-5, 32, True, 0, draw=1),  # with --init: the full reader
     "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
 }
 
@@ -188,7 +195,7 @@ def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example
 
 
 # -- model ------------------------------------------------------------------------------------------
-def _torch_model(base: Path, recipe: Recipe):
+def _torch_model(base: Path, recipe: Recipe, init: Path | None = None):
     import torch
     from transformers import AutoModel
 
@@ -207,11 +214,59 @@ def _torch_model(base: Path, recipe: Recipe):
             return start, end, self.has(h[:, 0]).squeeze(-1)
 
     net = ReaderNet()
+    if init is not None:
+        load_onnx_weights(net, init)
     if recipe.freeze_embeddings:
         net.encoder.embeddings.requires_grad_(False)
     for layer in net.encoder.encoder.layer[:recipe.frozen_layers]:
         layer.requires_grad_(False)
     return net
+
+
+def onnx_weights(path: Path) -> dict[str, np.ndarray]:
+    """The weights of an int8 reader (`export_onnx`) by their names in `ReaderNet`, dequantised.
+
+    The exporter names biases and norms as the module does; the int8 matrices of the encoder layers
+    and the span head are anonymous but come in module order (query, key, value, attention output,
+    intermediate, output per layer; then the span head), stored transposed (in x out)."""
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    out: dict[str, np.ndarray] = {}
+    matrices = []
+    for name, a in arrays.items():
+        if name.endswith("_quantized"):
+            stem = name[: -len("_quantized")]
+            w = (a.astype(np.float32) - arrays[stem + "_zero_point"].astype(np.float32)) * arrays[stem + "_scale"]
+            if stem.startswith("val_"):
+                matrices.append(w.T)
+            else:
+                out[stem.replace("_Transposed", "")] = w.T if stem.endswith("_Transposed") else w
+        elif a.dtype == np.float32 and not name.startswith("val_") and a.ndim:
+            out[name] = a
+    layer = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense")
+    names = [f"encoder.encoder.layer.{i}.{m}.weight" for i in range(len(matrices) // len(layer)) for m in layer]
+    for name, w in zip(names + ["span.weight"], matrices):
+        out[name] = w
+    return out
+
+
+def load_onnx_weights(net, reader_dir: Path) -> None:
+    """Start `net` from the reader in `reader_dir`; every trained weight must be found with its shape
+    (the frozen word, position and type embeddings stay the base model's)."""
+    import torch
+
+    found = onnx_weights(reader_dir / "reader.onnx")
+    state = net.state_dict()
+    trained = [k for k in state if not k.startswith(("encoder.embeddings.", "encoder.pooler."))]
+    missing = [k for k in trained if k not in found]
+    wrong = [k for k, w in found.items() if k in state and tuple(state[k].shape) != w.shape]
+    if missing or wrong:
+        raise ValueError(f"{reader_dir / 'reader.onnx'} does not fit the reader network: missing {missing[:4]}, "
+                         f"wrong shapes {wrong[:4]}")
+    net.load_state_dict({**state, **{k: torch.from_numpy(np.array(found[k], dtype=np.float32)) for k in trained}})
 
 
 def _targets(enc, batch: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -398,6 +453,8 @@ def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few minutes' smoke test of the whole recipe")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second or quick")
+    ap.add_argument("--init", type=Path, help="start from this reader folder's weights (the `second` recipe)")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--max-examples", type=int, default=0, help="cap the training examples (0 = the recipe's)")
@@ -405,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frozen-layers", type=int, default=-1, help="freeze the lowest N encoder layers")
     ap.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings")
     ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
+    ap.add_argument("--no-judge", action="store_true", help="skip fitting the answerability judge (a first pass)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
     import torch
@@ -419,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         changes["frozen_layers"] = args.frozen_layers
     if args.train_embeddings:
         changes["freeze_embeddings"] = False
-    recipe = replace(RECIPES["quick" if args.quick else "full"], **changes)
+    recipe = replace(RECIPES[args.recipe or ("quick" if args.quick else "full")], **changes)
+    if recipe.draw and not args.init:
+        raise SystemExit(f"the {recipe.name!r} recipe continues a trained reader: pass --init DIR")
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
@@ -427,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no SQuAD training data in {args.data}: pass --data DIR (train-v1.1.json, v2-dev-extra.json)")
     t0 = time.time()
     train_ex, held_ex = split(args.data, rng, args.quick)
-    train_ex = balance(train_ex, recipe.max_examples, rng)
+    train_ex = balance(train_ex, recipe.max_examples, random.Random(args.seed + 1000 * recipe.draw) if recipe.draw else rng)
     held_ex = random.Random(args.seed + 1).sample(held_ex, min(len(held_ex), 6000))  # the same for every recipe
     kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "para", "article", "other")}
     log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
@@ -438,22 +498,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate_only:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     else:
-        net = _torch_model(base, recipe)
+        net = _torch_model(base, recipe, args.init)
         t1 = time.time()
         train(net, tok, train_ex, recipe, rng, log)
         train_s = time.time() - t1
         export_onnx(net, args.out, tok)
         (args.out / "tokenizer.json").write_bytes((base / "tokenizer.json").read_bytes())
         meta = {"name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
-                "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "train_examples": len(train_ex), "kinds": kinds,
+                "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "init": (json.loads(
+                    (args.init / "reader.json").read_text(encoding="utf-8"))["recipe"] if args.init else None),
+                    "train_examples": len(train_ex), "kinds": kinds,
                                                "seed": args.seed, "train_seconds": round(train_s),
                                                "threads": torch.get_num_threads()}}
     meta.update(calibrate(args.out, tok, held_ex))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
+    if not args.no_judge:
+        from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
 
-    meta["answerable"] = fit_answerable(args.data, args.out, per_article=8 if args.quick else 40, seed=args.seed,
-                                        quick=args.quick, log=log)
+        meta["answerable"] = fit_answerable(args.data, args.out, per_article=8 if args.quick else 40,
+                                            seed=args.seed, quick=args.quick, log=log)
     size = (args.out / "reader.onnx").stat().st_size / 1e6
     log(f"wrote {args.out / 'reader.onnx'} ({size:.1f} MB), held-out {meta['held_out']}")
     return 0

