@@ -3,9 +3,8 @@
     python -m citeqa.train_reader [--quick] [--data ../shared/data/squad-train] [--out agent/models/reader]
     python -m citeqa.train_reader --recipe second --init agent/models/reader --out DIR
 
-The shipped reader is two passes (`make train-reader` runs both): `full` trains the base encoder, then
-`second` starts from that reader's int8 ONNX weights and reads a fresh draw of the training examples
-at half the learning rate.
+The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
+on a fresh draw of the training examples at half the learning rate; docs/reader.md compares them.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
 side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):

@@ -30,8 +30,10 @@ import numpy as np
 
 from citeqa.config import Config
 from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, require_extra
+from index import bert
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+SMALL_INPUTS = 8  # at most this many texts: the numpy encoder (no torch); more: transformers
 BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
 SERVER_BATCH = 32  # texts per request: text-embeddings-inference's default --max-client-batch-size
 SERVER_IN_FLIGHT = 4  # requests sent at once: a GPU server batches across them
@@ -45,9 +47,12 @@ PROBE = "dimension probe"  # the text embedded once to learn a server's model na
 class Embedder:
     """A loaded encoder: `name` and `dim` are stored in each collection's metadata.
 
-    It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation) with
-    `transformers` directly: importing sentence-transformers (which pulls in scikit-learn) cost about
-    4 s of every cold start. tests/test_index.py checks the vectors against SentenceTransformer's.
+    It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation). Up to
+    `SMALL_INPUTS` texts at a time (a question, a draft's claims) go through the numpy BERT of
+    `index.bert`, so asking loads neither torch nor transformers; bigger batches (ingestion), and
+    models that are not BERT, go through `transformers` directly (importing sentence-transformers,
+    which pulls in scikit-learn, cost about 4 s of every cold start). tests/test_index.py checks both
+    against SentenceTransformer's vectors.
     """
 
     def __init__(self, path: str, name: str) -> None:
@@ -59,34 +64,46 @@ class Embedder:
         if pooling and not pooling.get("pooling_mode_mean_tokens"):
             raise ConfigError(f"the embedding model at {path} does not use mean pooling",
                               fix="use a sentence-transformers model with mean pooling (like all-MiniLM-L6-v2)")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        self._torch = torch
-        self.name = name
-        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.path, self.name = path, name
         self.max_length = int(_read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length", 256))
-        self.dim = int(self._model.config.hidden_size)
+        self.dim = int(_read_json(Path(path) / "config.json").get("hidden_size", 0))
+        self._small = bert.SentenceBert(Path(path), self.max_length) if bert.supports(Path(path)) else None
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster
+        self._torch_model: tuple | None = None
+        if self._small is None:
+            self._load_torch()
+
+    def _load_torch(self) -> tuple:
+        """(torch, tokenizer, model), loaded on first use."""
+        with self._lock:
+            if self._torch_model is None:
+                import torch
+                from transformers import AutoModel, AutoTokenizer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+                self.dim = int(model.config.hidden_size)
+                self._torch_model = (torch, AutoTokenizer.from_pretrained(self.path, local_files_only=True), model)
+            return self._torch_model
 
     def encode(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """L2-normalised mean-pooled vectors. Texts are tokenized once and batched by token count,
-        longest first, so a batch pads little: on the full bench's 1,645 sentences that encodes in
-        7.5 s instead of 11.0 s (batches of 64 sorted by characters)."""
+        """L2-normalised mean-pooled vectors. Batches beyond `SMALL_INPUTS` are tokenized once and
+        batched by token count, longest first, so a batch pads little: on the full bench's 1,645
+        sentences that encodes in 7.5 s instead of 11.0 s (batches of 64 sorted by characters)."""
+        if self._small is not None and len(texts) <= SMALL_INPUTS:
+            return self._small.encode(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        ids = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        torch, tokenizer, model = self._load_torch()
+        ids = tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
-        torch = self._torch
         with self._lock, torch.inference_mode():
             for at in range(0, len(order), batch_size):
                 idx = order[at:at + batch_size]
-                batch = self._tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                hidden = self._model(**batch).last_hidden_state
+                batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[idx] = torch.nn.functional.normalize(pooled, dim=1).numpy()

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from index.embedding import BUNDLED_MODEL_NAME, PROBE, get_embedder
+from index.embedding import BUNDLED_MODEL_NAME, PROBE, _bundled_tokenizer, get_embedder
 
 
 class EmbedServer:
@@ -38,7 +38,6 @@ class EmbedServer:
         self.hold: Callable[[dict], None] | None = None
         self.requests: list[dict] = []
         self._embedder = get_embedder()
-        self._tokenizer = self._embedder._tokenizer
         self._cache: dict[str, np.ndarray] = {}  # text -> vector, when `cache`: repeated text costs one encode
         self._lock = threading.Lock()
         server = self
@@ -97,7 +96,7 @@ class EmbedServer:
             return 404, _error(f"The model `{body.get('model')}` does not exist.", 404)
         if not texts or len(texts) > self.max_batch:
             return 413, _error(f"batch size {len(texts)} > maximum allowed batch size {self.max_batch}", 413)
-        lengths = [len(ids) for ids in self._tokenizer(texts)["input_ids"]]
+        lengths = [len(e.ids) for e in _bundled_tokenizer().encode_batch(texts)]  # with [CLS] and [SEP]
         if max(lengths) > self.max_tokens:
             return 400, _error(f"an input has {max(lengths)} tokens, more than the model's {self.max_tokens}", 400)
         vecs = self.vectors(texts)

