@@ -1,10 +1,10 @@
 """A BERT sentence encoder in numpy: what `citeqa ask` embeds its question with, without torch.
 
-Loading torch and transformers was half of a cold `citeqa ask` (about 3 s and 300 MB of 6.5 s and
-1.3 GB). A question is one short text, and a BERT encoder of all-MiniLM-L6-v2's size is a few matrix
-products, so the question is encoded here; big batches (ingestion) still go through transformers,
-which is faster for them (`index.embedding.Embedder`). Both give the same vectors to 2e-7
-(tests/test_index.py).
+Loading torch and transformers was most of a cold `citeqa ask`: 7.3-8.2 s and 720 MB with them,
+1.8-2.2 s and 423 MB without (docs/benchmarks.md). A question is one short text, and a BERT encoder
+of all-MiniLM-L6-v2's size is a few matrix products, so the question is encoded here (10 ms); big
+batches (ingestion) still go through transformers, about 3 times faster for them
+(`index.embedding.Embedder`). Both give SentenceTransformer's vectors to 1e-5 (tests/test_index.py).
 
 It reads a sentence-transformers folder of a BERT model (`config.json` with model_type "bert",
 `model.safetensors`, `tokenizer.json`) and computes: embeddings -> N x (self-attention, feed-forward,
@@ -82,7 +82,12 @@ class SentenceBert:
         self.tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tok.enable_truncation(max_length)
         self.tok.enable_padding()
-        self._lock = threading.Lock()  # the tokenizer's padding and truncation are shared state
+        self._lock = threading.Lock()  # the tokenizer's padding and truncation, the BLAS limit: shared state
+        from threadpoolctl import ThreadpoolController
+
+        # One BLAS thread: OpenBLAS's idle threads spin after a product and slowed the reader's
+        # onnxruntime run that follows an ask's encode (ask p50 225 ms against 169 ms single-threaded)
+        self._blas = ThreadpoolController()
 
     @staticmethod
     def _layer(w: dict, p: str) -> tuple:
@@ -115,9 +120,9 @@ class SentenceBert:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
+        with self._lock, self._blas.limit(limits=1, user_api="blas"):  # the lock: limits never interleave
             enc = self.tok.encode_batch(texts)
-        ids = np.array([e.ids for e in enc], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
-        pooled = (self.hidden(ids, mask) * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
+            hidden = self.hidden(np.array([e.ids for e in enc], dtype=np.int64), mask)
+        pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -33,7 +33,9 @@ from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, re
 from index import bert
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-SMALL_INPUTS = 8  # at most this many texts: the numpy encoder (no torch); more: transformers
+# At most this many texts and characters go through the numpy encoder (no torch: a question, a draft's
+# claims; 10 ms for a question); more through transformers, about 3 times faster on long batches
+SMALL_INPUTS, SMALL_CHARS = 8, 2000
 BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
 SERVER_BATCH = 32  # texts per request: text-embeddings-inference's default --max-client-batch-size
 SERVER_IN_FLIGHT = 4  # requests sent at once: a GPU server batches across them
@@ -47,8 +49,8 @@ PROBE = "dimension probe"  # the text embedded once to learn a server's model na
 class Embedder:
     """A loaded encoder: `name` and `dim` are stored in each collection's metadata.
 
-    It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation). Up to
-    `SMALL_INPUTS` texts at a time (a question, a draft's claims) go through the numpy BERT of
+    It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation). A few
+    short texts (`SMALL_INPUTS`, `SMALL_CHARS`: a question, a draft's claims) go through the numpy BERT of
     `index.bert`, so asking loads neither torch nor transformers; bigger batches (ingestion), and
     models that are not BERT, go through `transformers` directly (importing sentence-transformers,
     which pulls in scikit-learn, cost about 4 s of every cold start). tests/test_index.py checks both
@@ -91,7 +93,7 @@ class Embedder:
         """L2-normalised mean-pooled vectors. Batches beyond `SMALL_INPUTS` are tokenized once and
         batched by token count, longest first, so a batch pads little: on the full bench's 1,645
         sentences that encodes in 7.5 s instead of 11.0 s (batches of 64 sorted by characters)."""
-        if self._small is not None and len(texts) <= SMALL_INPUTS:
+        if self._small is not None and len(texts) <= SMALL_INPUTS and sum(map(len, texts)) <= SMALL_CHARS:
             return self._small.encode(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
