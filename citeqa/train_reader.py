@@ -461,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frozen-layers", type=int, default=-1, help="freeze the lowest N encoder layers")
     ap.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings")
     ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
-    ap.add_argument("--no-judge", action="store_true", help="skip fitting the answerability judge (a first pass)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
     import torch
@@ -486,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no SQuAD training data in {args.data}: pass --data DIR (train-v1.1.json, v2-dev-extra.json)")
     t0 = time.time()
     train_ex, held_ex = split(args.data, rng, args.quick)
-    train_ex = balance(train_ex, recipe.max_examples, random.Random(args.seed + 1000 * recipe.draw) if recipe.draw else rng)
+    draw = random.Random(args.seed + 1000 * recipe.draw) if recipe.draw else rng  # the held-out split is the seed's
+    train_ex = balance(train_ex, recipe.max_examples, draw)
     held_ex = random.Random(args.seed + 1).sample(held_ex, min(len(held_ex), 6000))  # the same for every recipe
     kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "para", "article", "other")}
     log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
@@ -498,24 +498,23 @@ def main(argv: list[str] | None = None) -> int:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     else:
         net = _torch_model(base, recipe, args.init)
+        init_recipe = json.loads((args.init / "reader.json").read_text(encoding="utf-8"))["recipe"] \
+            if args.init else None
         t1 = time.time()
         train(net, tok, train_ex, recipe, rng, log)
         train_s = time.time() - t1
         export_onnx(net, args.out, tok)
         (args.out / "tokenizer.json").write_bytes((base / "tokenizer.json").read_bytes())
         meta = {"name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
-                "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "init": (json.loads(
-                    (args.init / "reader.json").read_text(encoding="utf-8"))["recipe"] if args.init else None),
-                    "train_examples": len(train_ex), "kinds": kinds,
-                                               "seed": args.seed, "train_seconds": round(train_s),
+                "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "init": init_recipe, "train_examples": len(train_ex),
+                                               "kinds": kinds, "seed": args.seed, "train_seconds": round(train_s),
                                                "threads": torch.get_num_threads()}}
     meta.update(calibrate(args.out, tok, held_ex))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    if not args.no_judge:
-        from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
+    from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
 
-        meta["answerable"] = fit_answerable(args.data, args.out, per_article=8 if args.quick else 40,
-                                            seed=args.seed, quick=args.quick, log=log)
+    meta["answerable"] = fit_answerable(args.data, args.out, per_article=8 if args.quick else 40, seed=args.seed,
+                                        quick=args.quick, log=log)
     size = (args.out / "reader.onnx").stat().st_size / 1e6
     log(f"wrote {args.out / 'reader.onnx'} ({size:.1f} MB), held-out {meta['held_out']}")
     return 0

@@ -69,8 +69,8 @@ class Embedder:
                               fix="use a sentence-transformers model with mean pooling (like all-MiniLM-L6-v2)")
         self.path, self.name = path, name
         self.max_length = int(_read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length", 256))
-        self.dim = int(_read_json(Path(path) / "config.json").get("hidden_size", 0))
         self._small = bert.SentenceBert(Path(path), self.max_length) if bert.supports(Path(path)) else None
+        self.dim = self._small.dim if self._small else 0  # else set by _load_torch, just below
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster
         self._torch_model: tuple | None = None
         if self._small is None:
