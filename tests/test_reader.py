@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from agent.reader import MODEL_DIR, Reader, best_span, get_reader
-from citeqa.train_reader import Example, balance, build_examples, fit_platt
+from citeqa.train_reader import Example, add_swaps, balance, build_examples, fit_platt
 from citeqa.errors import ConfigError
 
 ARTICLE = {"title": "Bridges", "paragraphs": [
@@ -51,6 +51,29 @@ def test_balance_keeps_half_answerable_and_every_v2_example() -> None:
     out = balance(ex, 60, random.Random(0))
     kinds = [e.kind for e in out]
     assert len(out) == 60 and kinds.count("pos") == 30 and kinds.count("v2") == 10
+
+
+def test_balance_caps_made_near_misses_and_draws_none_unless_asked() -> None:
+    ex = [Example("q", "p", 0, 1, "pos")] * 100 + [Example("q", "p", kind="swap")] * 50 + \
+         [Example("q", "p", kind="other")] * 100
+    assert [e.kind for e in balance(ex, 60, random.Random(0), swaps=20)].count("swap") == 20
+    assert "swap" not in {e.kind for e in balance(ex, 60, random.Random(0))}
+
+
+def test_swaps_name_what_another_question_of_the_article_names_and_keep_the_passage() -> None:
+    ex = [Example("When did Napoleon invade Russia?", "In 1812 Napoleon invaded Russia with a large army.",
+                  3, 7, "pos", "a", "Wars"),
+          Example("Where was Wellington born?", "Wellington was born in Dublin in 1769.", 23, 29, "pos", "b", "Wars"),
+          Example("Who founded Microsoft?", "Bill Gates founded Microsoft.", 0, 10, "pos", "c", "Computers")]
+    add_swaps(ex, 10, random.Random(0))
+    swaps = {e.qid: e for e in ex if e.kind == "swap"}
+    assert set(swaps) == {"a-swap", "b-swap"}, "the lone Computers question has nothing of its kind to swap for"
+    assert swaps["a-swap"].passage == ex[0].passage and swaps["a-swap"].start == -1
+    for qid, theirs, own in (("a-swap", ("Wellington", "Dublin"), ("Napoleon", "Russia")),
+                             ("b-swap", ("Napoleon", "Russia"), ("Wellington",))):
+        q = swaps[qid].question
+        assert any(t in q for t in theirs), f"{q!r} names nothing the other question of its article names"
+        assert sum(t in q for t in own) == len(own) - 1, f"{q!r} should swap exactly one of its own entities"
 
 
 def test_best_span_stays_inside_the_passage_and_ordered() -> None:
