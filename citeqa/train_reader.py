@@ -366,14 +366,15 @@ def train(net, tok, examples: list[Example], recipe: Recipe, rng: random.Random,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps))
     ce = torch.nn.CrossEntropyLoss(reduction="none")
     bce = torch.nn.BCEWithLogitsLoss()
+    device = next(net.parameters()).device  # the GPU when `main` found one
     net.train()
     t0 = time.time()
     for step in range(steps):
         batch = batches[step % len(batches)]
         enc = _encode_batch(tok, batch)
-        ts, te, has = (torch.from_numpy(x) for x in _targets(enc, batch))
-        start, end, logit = net(torch.from_numpy(enc.ids), torch.from_numpy(enc.mask), torch.from_numpy(enc.types))
-        allowed = torch.from_numpy(enc.passage).clone()
+        ts, te, has = (torch.from_numpy(x).to(device) for x in _targets(enc, batch))
+        start, end, logit = net(*(torch.from_numpy(x).to(device) for x in (enc.ids, enc.mask, enc.types)))
+        allowed = torch.from_numpy(enc.passage).clone().to(device)
         allowed[:, 0] = True  # [CLS] is the target when the span was cut off
         start = start.masked_fill(~allowed, -1e4)
         end = end.masked_fill(~allowed, -1e4)
@@ -478,7 +479,7 @@ def export_onnx(net, out_dir: Path, tok) -> None:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    net.eval()
+    net.cpu().eval()
     enc = encode(tok, [("Who built the bridge?", "The bridge was built by Acme Steel in 1932.")])
     fp32 = out_dir / "reader-fp32.onnx"
     args = tuple(torch.from_numpy(x) for x in (enc.ids, enc.mask, enc.types))
@@ -525,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frozen-layers", type=int, default=-1, help="freeze the lowest N encoder layers")
     ap.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings")
     ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
+    ap.add_argument("--device", default="", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
     import torch
@@ -563,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate_only:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     else:
-        net = _torch_model(base, recipe, args.init)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        net = _torch_model(base, recipe, args.init).to(device)
         init_recipe = json.loads((args.init / "reader.json").read_text(encoding="utf-8"))["recipe"] \
             if args.init else None
         t1 = time.time()
@@ -574,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"name": f"citeqa-reader-minilm-l6 ({recipe.name})", "base": "sentence-transformers/all-MiniLM-L6-v2",
                 "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "init": init_recipe, "train_examples": len(train_ex),
                                                "kinds": kinds, "seed": args.seed, "train_seconds": round(train_s),
-                                               "threads": torch.get_num_threads()}}
+                                               "threads": torch.get_num_threads(), "device": device}}
     meta.update(calibrate(args.out, tok, held_ex))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written

