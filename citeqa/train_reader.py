@@ -83,9 +83,14 @@ def _overlap(q: set[str], text_words: set[str]) -> int:
     return len(q & text_words)
 
 
+def _padded(text: str) -> str:
+    """SQuAD-normalised text between spaces: `_padded(a) in _padded(b)` is "b holds the phrase a"."""
+    return f" {normalize_answer(text)} "
+
+
 def _contains(passage: str, answers: list[str]) -> bool:
-    norm = f" {normalize_answer(passage)} "
-    return any(f" {normalize_answer(a)} " in norm for a in answers if normalize_answer(a))
+    norm = _padded(passage)
+    return any(_padded(a) in norm for a in answers if normalize_answer(a))
 
 
 def build_examples(articles: list[dict], rng: random.Random) -> list[Example]:
@@ -176,11 +181,11 @@ def swap_name(question: str, entities: list[tuple[int, int, str]], passage: str,
     ...           {"GPE": ["Spain", "Italy"]}, random.Random(0)) is None  # the passage lacks France already
     True
     """
-    held = f" {normalize_answer(passage)} "
-    found = [(a, b, label) for a, b, label in entities if f" {normalize_answer(question[a:b])} " in held]
+    held = _padded(passage)
+    found = [(a, b, label) for a, b, label in entities if _padded(question[a:b]) in held]
     rng.shuffle(found)
     for a, b, label in found:
-        subs = sorted({t for t in pool.get(label, []) if f" {normalize_answer(t)} " not in held})
+        subs = sorted({t for t in pool.get(label, []) if _padded(t) not in held})
         if subs:
             return question[:a] + rng.choice(subs) + question[b:]
     return None
@@ -223,7 +228,7 @@ def balance(examples: list[Example], limit: int, rng: random.Random, swaps: int 
     n_pos = min(len(pos), limit // 2)
     n_v2 = min(len(v2), limit - n_pos)
     n_swap = min(len(swap), swaps, limit - n_pos - n_v2)
-    out = rng.sample(pos, n_pos) + rng.sample(v2, n_v2) + (rng.sample(swap, n_swap) if n_swap else [])
+    out = rng.sample(pos, n_pos) + rng.sample(v2, n_v2) + rng.sample(swap, n_swap)  # k = 0 draws nothing
     out += rng.sample(made, min(len(made), limit - len(out)))
     rng.shuffle(out)
     return out
