@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable clean
+.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable fit-ranking clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ train-reader: setup-train
 # Only the answerability judge (agent/answerable.py) of the shipped reader: about 10 min, no torch.
 fit-answerable: setup
 	$(PY) -m citeqa.fit_answerable --data $(SQUAD_TRAIN)
+
+# The ranking weights (agent/select.py WEIGHTS) on held-out training articles: about 5 min, no torch.
+fit-ranking: setup
+	$(PY) -m citeqa.fit_ranking --data $(SQUAD_TRAIN)
 
 train-reader-quick: setup-train
 	$(PY) -m citeqa.train_reader --quick --data $(SQUAD_TRAIN) --out $$(mktemp -d)/reader

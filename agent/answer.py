@@ -16,7 +16,7 @@ judge believes answers, whichever backend wrote the draft.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from agent.answerable import Judge
@@ -86,6 +86,8 @@ class Agent:
         self.retriever = Retriever(self.store, self.embedder, mode=config.retrieval)
         self.reader = reader or get_reader(config.reader)
         self.judge = Judge.from_meta(self.reader.meta)
+        if config.min_confidence:  # the user's own bar instead of the calibrated one
+            self.judge = replace(self.judge, threshold=config.min_confidence)
 
     @classmethod
     def from_config(cls, config: Config, **collaborators: Any) -> "Agent":

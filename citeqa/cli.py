@@ -19,7 +19,8 @@ def _print_json(obj: Any) -> None:
 def _config(args: argparse.Namespace):
     from citeqa.config import Config
 
-    return Config.resolve(collection=getattr(args, "collection", None), backend=getattr(args, "backend", None))
+    return Config.resolve(collection=getattr(args, "collection", None), backend=getattr(args, "backend", None),
+                          min_confidence=getattr(args, "min_confidence", None))
 
 
 def cmd_index_add(args: argparse.Namespace) -> int:
@@ -187,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", help="extractive (default), openai, openai-compatible, local "
                                            "(env CITEQA_BACKEND)")
+    backend.add_argument("--min-confidence", type=float, metavar="P",
+                         help="say \"I don't know\" when no passage reaches this confidence, 0-1 (env "
+                              "CITEQA_MIN_CONFIDENCE; default: the reader's calibrated threshold)")
     ask = sub.add_parser("ask", parents=[common, backend], help="answer a question with citations")
     ask.add_argument("question", nargs="?")
     ask.add_argument("--json", action="store_true", help="print Answer.to_dict() as JSON")

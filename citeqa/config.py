@@ -38,6 +38,7 @@ _SETTINGS: dict[str, tuple[str, Any, type]] = {
     "timeout_s": ("CITEQA_TIMEOUT_S", 60, int),
     "context_sentences": ("CITEQA_CONTEXT_SENTENCES", 0, int),
     "reader": ("CITEQA_READER", "", str),
+    "min_confidence": ("CITEQA_MIN_CONFIDENCE", 0.0, float),
     "embed_url": ("CITEQA_EMBED_URL", "", str),
     "embed_api_key": ("CITEQA_EMBED_API_KEY", "", str),
     "host": ("CITEQA_HOST", "127.0.0.1", str),
@@ -66,6 +67,7 @@ class Config:
     timeout_s: int
     context_sentences: int  # best sentences shown to a generative backend; 0 = its default (context_for)
     reader: str  # folder of a reader model (reader.json + ONNX); "" = the shipped one
+    min_confidence: float  # refuse when no passage reaches this confidence; 0 = the reader's calibrated threshold
     embed_url: str  # an OpenAI-compatible /v1/embeddings server; "" = the in-process encoder
     embed_api_key: str
     host: str  # where the chat listens (app.py, `citeqa chat`)
@@ -107,6 +109,10 @@ class Config:
         if not 16 <= self.chunk_tokens <= 2048 or not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError(f"chunk size {self.chunk_tokens}/{self.chunk_overlap} tokens is out of range",
                               fix="use CITEQA_CHUNK_TOKENS in 16..2048 and an overlap below it")
+        if not 0 <= self.min_confidence < 1:
+            raise ConfigError(f"CITEQA_MIN_CONFIDENCE={self.min_confidence} is out of range",
+                              fix="use a confidence in 0..1 (higher refuses more), or 0 for the reader's "
+                                  "calibrated threshold")
         if not 0 <= self.context_sentences <= 50:
             raise ConfigError(f"CITEQA_CONTEXT_SENTENCES={self.context_sentences} is out of range",
                               fix="use 1..50, or 0 for the backend's default (local 1, others 4)")

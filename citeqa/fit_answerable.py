@@ -50,9 +50,9 @@ def _doc_name(article: dict, i: int) -> str:
     return f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', article['title'])[:60]}.txt"
 
 
-def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: int, quick: bool,
-            log) -> list[dict]:
-    """Index the held-out articles under `work` and return one row per passage read (see the module doc)."""
+def held_out_collection(data_dir: Path, work: Path, seed: int, quick: bool):
+    """Index under `work` the held-out training articles of `citeqa.train_reader` (the same seed): half
+    of the v1.1 ones and all the v2 ones. Returns (retriever, indexed, missing, v2) articles."""
     held_v1, _, held_v2, _ = split_articles(*load_articles(data_dir), random.Random(seed), quick)
     indexed, missing = held_v1[0::2] + held_v2, held_v1[1::2]
     docs = work / "docs"
@@ -63,7 +63,13 @@ def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: 
     cfg = Config.resolve(home=work / "home", collection="fit-answerable")
     ingest.add(sorted(docs.iterdir()), cfg, progress=False)
     store, embedder = ingest.open_store(cfg, create=False)
-    retriever = Retriever(store, embedder, mode=cfg.retrieval)
+    return Retriever(store, embedder, mode=cfg.retrieval), indexed, missing, held_v2
+
+
+def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: int, quick: bool,
+            log) -> list[dict]:
+    """Index the held-out articles under `work` and return one row per passage read (see the module doc)."""
+    retriever, indexed, missing, held_v2 = held_out_collection(data_dir, work, seed, quick)
     rng = random.Random(seed + 2)
     asked = [(qa, "answerable") for a in indexed for qa in _questions(a, True, per_article, rng)]
     asked += [(qa, "not indexed") for a in missing for qa in _questions(a, True, per_article, rng)]

@@ -104,6 +104,29 @@ def test_confidence_and_citation_score_are_the_judges_probability(indexed: Path)
     assert d["short_answer"] == answered.short_answer and d["confidence"] == round(answered.confidence, 4)
 
 
+def test_min_confidence_refuses_what_the_calibrated_threshold_answers(indexed: Path, monkeypatch, capsys) -> None:
+    """CITEQA_MIN_CONFIDENCE (or --min-confidence) replaces the calibrated threshold: an answer whose
+    confidence is under the user's bar becomes "I don't know"; a bar under it answers as before."""
+    from citeqa.cli import main
+
+    first = Agent()
+    question = "Who retook the al-Hamdan airbase?"
+    answered = first.ask(question)
+    assert not answered.refused
+    strict = Agent(min_confidence=min(0.99, answered.confidence + 0.01), store=first.store, embedder=first.embedder,
+                   reader=first.reader)
+    refused = strict.ask(question)
+    assert refused.refused and refused.answer.startswith(REFUSAL) and not refused.citations
+    assert refused.confidence == pytest.approx(answered.confidence, abs=1e-6)  # same reading, higher bar
+    monkeypatch.setenv("CITEQA_MIN_CONFIDENCE", f"{answered.confidence / 2:.4f}")
+    assert main(["ask", question, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == answered.answer
+    assert main(["ask", question, "--json", "--min-confidence", f"{min(0.99, answered.confidence + 0.01):.4f}"]) == 0
+    assert json.loads(capsys.readouterr().out)["refused"] is True
+    with pytest.raises(ConfigError, match="CITEQA_MIN_CONFIDENCE"):
+        Agent(min_confidence=1.5, store=first.store, embedder=first.embedder, reader=first.reader)
+
+
 def test_stream_yields_text_then_answer_and_is_deterministic(indexed: Path) -> None:
     agent = Agent()
     items = list(agent.stream("When did ISIL seize the border crossing?"))

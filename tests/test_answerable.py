@@ -73,7 +73,8 @@ ORCHARD = [("Kestrel Valley Orchard was founded in 1952 by two brothers.", "When
 CASTLE = [("Lyon castle was designed by Mathurin Crucy.", "Who designed Lyon castle?", "Mathurin Crucy")]
 
 
-def test_fit_through_the_agent_writes_a_judge(tmp_path: Path) -> None:
+def _squad(tmp_path: Path) -> Path:
+    """A SQuAD-format training folder of the articles above (v1.1 and v2)."""
     data = tmp_path / "squad"
     data.mkdir()
     v1 = [_article("Bridge", BRIDGE), _article("Ferry", FERRY), _article("Orchard", ORCHARD), _article("Castle", CASTLE)]
@@ -81,6 +82,27 @@ def test_fit_through_the_agent_writes_a_judge(tmp_path: Path) -> None:
                    ["When did the harbour close?"])]
     (data / "train-v1.1.json").write_text(json.dumps({"data": v1}), encoding="utf-8")
     (data / "v2-dev-extra.json").write_text(json.dumps({"data": v2}), encoding="utf-8")
+    return data
+
+
+def test_fit_ranking_ranks_the_agents_candidates_and_finds_the_weight_that_separates(tmp_path: Path) -> None:
+    """`citeqa.fit_ranking`: the candidates come from the real retrieval and ranking of the held-out
+    articles, one row of features each; the grid search prefers the weighting that puts the hit first."""
+    from agent.retrieve import CANDIDATES
+    from citeqa import fit_ranking
+
+    feats, hits = fit_ranking.collect(_squad(tmp_path), tmp_path / "work", 13, True, lambda m: None)
+    assert len(hits) >= 2 and feats.shape[1:] == (CANDIDATES, len(fit_ranking.FEATURES)) and hits.any(1).all()
+    assert fit_ranking.figures(feats, hits, fit_ranking.WEIGHTS)[0] == 1.0  # a few sentences: all are read
+    # Two candidates: the hit is less similar (dense, the first column) but covers the question (second).
+    f = np.zeros((1, 2, len(fit_ranking.FEATURES)))
+    f[0, :, 0], f[0, 1, 1] = (0.9, 0.5), 1.0
+    best = fit_ranking.grid_search(f, np.array([[False, True]]))
+    assert best[fit_ranking.FEATURES[1]] > 0.4 and fit_ranking.figures(f, np.array([[False, True]]), best) == (1.0, 1.0)
+
+
+def test_fit_through_the_agent_writes_a_judge(tmp_path: Path) -> None:
+    data = _squad(tmp_path)
     reader = tmp_path / "reader"
     shutil.copytree(MODEL_DIR, reader)
     meta = json.loads((reader / "reader.json").read_text(encoding="utf-8"))
