@@ -73,13 +73,8 @@ def figures(feats: np.ndarray, hits: np.ndarray, weights: dict[str, float]) -> t
 
 def grid_search(feats: np.ndarray, hits: np.ndarray) -> dict[str, float]:
     """The weights of the grid with the best `figures` (the first of equals, in grid order)."""
-    best, best_key = dict(WEIGHTS), (-1.0, -1.0)
-    for values in itertools.product(GRID, repeat=len(FEATURES) - 1):
-        weights = dict(zip(FEATURES, (1.0,) + values))
-        key = figures(feats, hits, weights)
-        if key > best_key:
-            best, best_key = weights, key
-    return best
+    grid = (dict(zip(FEATURES, (1.0,) + values)) for values in itertools.product(GRID, repeat=len(FEATURES) - 1))
+    return max(grid, key=lambda weights: figures(feats, hits, weights))
 
 
 def main(argv: list[str] | None = None) -> int:

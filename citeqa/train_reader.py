@@ -521,13 +521,18 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def calibrated_report(preds: list[dict]) -> tuple[float, float, dict]:
+    """Platt-scale the answerability logits of `predict` on held-out passages: (scale, bias, the
+    `held_out_report` at that calibration)."""
+    labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
+    scale, bias = fit_platt(np.array([p["logit"] for p in preds]), labels)
+    return scale, bias, held_out_report(preds, scale, bias)
+
+
 def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
     """Platt-scale the ONNX model's answerability logit on held-out articles; returns the calibration,
     threshold and figures that `reader.json` records."""
-    preds = predict(_onnx_runner(out / "reader.onnx"), tok, held_ex)
-    labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
-    scale, bias = fit_platt(np.array([p["logit"] for p in preds]), labels)
-    report = held_out_report(preds, scale, bias)
+    scale, bias, report = calibrated_report(predict(_onnx_runner(out / "reader.onnx"), tok, held_ex))
     return {"onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
             "threshold": report["threshold"], "held_out": report}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.reader import tokenizer
-from citeqa.train_reader import DATA_DIR, _onnx_runner, fit_platt, held_out_report, held_sample, predict, split
+from citeqa.train_reader import DATA_DIR, _onnx_runner, calibrated_report, held_sample, predict, split
 
 
 def main() -> None:
@@ -31,9 +31,7 @@ def main() -> None:
         outs = [r(ids, mask, types) for r in runners]
         return [np.mean([np.asarray(o[i]) for o in outs], axis=0) for i in range(3)]
 
-    preds = predict(run, tokenizer(args.models[0] / "tokenizer.json"), held)
-    labels = np.array([p["ex"].kind == "pos" for p in preds], dtype=float)
-    print(json.dumps(held_out_report(preds, *fit_platt(np.array([p["logit"] for p in preds]), labels))))
+    print(json.dumps(calibrated_report(predict(run, tokenizer(args.models[0] / "tokenizer.json"), held))[2]))
 
 
 if __name__ == "__main__":
