@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable fit-ranking clean
+.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable fit-ranking paraphrases clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ train-reader: setup-train
 # Only the answerability judge (agent/answerable.py) of the shipped reader: about 10 min, no torch.
 fit-answerable: setup
 	$(PY) -m citeqa.fit_answerable --data $(SQUAD_TRAIN)
+
+# Paraphrased training questions (citeqa/paraphrase.py), written by the local GGUF model into
+# data/paraphrases.jsonl (committed; resumes where a run stopped): about 37 min on 2 cores.
+paraphrases: setup-local
+	$(PY) -m citeqa.paraphrase --data $(SQUAD_TRAIN)
 
 # The ranking weights (agent/select.py WEIGHTS) on held-out training articles: about 5 min, no torch.
 fit-ranking: setup

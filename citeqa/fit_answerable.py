@@ -7,7 +7,9 @@ files. Half of the v1.1 ones and all the v2 ones are indexed in a temporary Chro
 own retrieval and reader answer questions of three kinds:
 - answerable: questions of the indexed articles;
 - not indexed: questions of the other half (the document that would answer them is missing);
-- near misses: the v2 articles' unanswerable questions.
+- near misses: the v2 articles' unanswerable questions;
+- reworded: answerable questions of the indexed articles as the local model paraphrased them
+  (`citeqa.paraphrase`, the "held" rows). Measured only: the judge is not fitted on them.
 
 Every passage the agent reads for a question is a row: label 1 when the question is answerable and the
 passage holds its gold answer, else 0. A logistic regression over `agent.answerable.FEATURES` fits the
@@ -35,6 +37,7 @@ from agent.answerable import FEATURES, Judge, features
 from agent.answertype import expected
 from agent.reader import MODEL_DIR, Reader
 from agent.retrieve import Retriever
+from citeqa.paraphrase import load as paraphrases
 from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, refusal_threshold, split_articles
 from evals.metrics import normalize_answer
 from index import ingest
@@ -74,12 +77,15 @@ def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: 
     asked = [(qa, "answerable") for a in indexed for qa in _questions(a, True, per_article, rng)]
     asked += [(qa, "not indexed") for a in missing for qa in _questions(a, True, per_article, rng)]
     asked += [(qa, "near miss") for a in held_v2 for qa in _questions(a, False, per_article, rng)]
+    reworded = {r["qid"]: r["paraphrase"] for r in paraphrases("held")}
+    asked += [({**qa, "id": qa["id"] + "-reworded", "question": reworded[qa["id"]]}, "reworded")
+              for a in indexed for p in a["paragraphs"] for qa in p["qas"] if qa["id"] in reworded]
     log(f"indexed {len(indexed)} articles; asking {len(asked)} questions")
     rows = []
     for n, (qa, kind) in enumerate(asked):
         retrieval = retriever.search(qa["question"])
         _, picks = readings(qa["question"], expected(qa["question"]), retrieval, reader)
-        golds = [normalize_answer(a["text"]) for a in qa.get("answers", [])] if kind == "answerable" else []
+        golds = [normalize_answer(a["text"]) for a in qa.get("answers", [])] if kind in ("answerable", "reworded") else []
         for p in picks:
             passage = normalize_answer(" ".join(s.text for s in p.window))
             rows.append({"qid": qa["id"], "kind": kind, "label": int(any(g and g in passage for g in golds)),
@@ -113,6 +119,7 @@ def at_threshold(judge: Judge, rows: list[dict]) -> Judge:
 
 
 def fit(rows: list[dict]) -> Judge:
+    rows = [r for r in rows if r["kind"] != "reworded"]
     w = fit_logistic(np.array([r["f"] for r in rows], dtype=float), np.array([r["label"] for r in rows], dtype=float))
     return at_threshold(Judge(tuple(float(x) for x in w[:-1]), float(w[-1]), 0.0), rows)
 

