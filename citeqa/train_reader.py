@@ -6,8 +6,9 @@
 The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
 on a fresh draw of the training examples at half the learning rate; `nearmiss` does the same with
 made near misses among them; `reworded` does it on every example of the questions that the local
-model paraphrased (`citeqa.paraphrase`, data/paraphrases.jsonl) plus as many replayed ones; `soup` trains nothing and starts from the mean of several readers'
-weights (`--init A B ...`); docs/reader.md compares them.
+model reworded (`citeqa.paraphrase`, data/paraphrases.jsonl), filled up to 10,000 with replayed ones;
+`soup` trains nothing and starts from the mean of several readers' weights (`--init A B ...`);
+docs/reader.md compares them.
 
 Examples are (question, passage) pairs where a passage is a sentence with up to one neighbour on each
 side, as the agent reads them. Positives hold the gold answer span. Negatives ("no answer"):
@@ -71,7 +72,7 @@ RECIPES = {
     "full": Recipe("full", 64_000, 1.0, 1e-4, 32, True, 0),
     "second": Recipe("second", 40_000, 1.0, 5e-5, 32, True, 0, draw=1),  # with --init: the full reader
     "nearmiss": Recipe("nearmiss", 40_000, 1.0, 5e-5, 32, True, 0, draw=1, swaps=6_000),  # the same, with swaps
-    # with --init: the full reader, on the model-paraphrased questions (data/paraphrases.jsonl) and as many replayed
+    # with --init: the full reader, on the model-reworded questions (data/paraphrases.jsonl), then replayed examples
     "reworded": Recipe("reworded", 10_000, 1.0, 3e-5, 32, True, 0, draw=1, reworded=True),
     "quick": Recipe("quick", 600, 1.0, 1e-4, 16, True, 0),
     "soup": Recipe("soup", 0, 0.0, 0.0, 32, True, 0),  # no training: the mean of the --init readers' weights
