@@ -24,7 +24,6 @@ import argparse
 import json
 import random
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -38,7 +37,7 @@ from agent.answertype import expected
 from agent.reader import MODEL_DIR, Reader
 from agent.retrieve import Retriever
 from citeqa.paraphrase import load as paraphrases
-from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, refusal_threshold, split_articles
+from citeqa.train_reader import DATA_DIR, fit_logistic, load_articles, log, refusal_threshold, split_articles
 from evals.metrics import normalize_answer
 from index import ingest
 from citeqa.config import Config
@@ -127,11 +126,8 @@ def fit(rows: list[dict]) -> Judge:
 def run(data_dir: Path, reader_dir: Path, per_article: int = 40, seed: int = 13, quick: bool = False,
         log=print) -> dict:
     """Fit the judge for the reader in `reader_dir` and write it into its `reader.json`; returns it."""
-    work = Path(tempfile.mkdtemp(prefix="citeqa-fit-"))
-    try:
-        rows = collect(data_dir, Reader(reader_dir), work, per_article, seed, quick, log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="citeqa-fit-", ignore_cleanup_errors=True) as work:
+        rows = collect(data_dir, Reader(reader_dir), Path(work), per_article, seed, quick, log)
     return write_judge(reader_dir, rows)
 
 
@@ -160,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the quick recipe's held-out articles")
     args = ap.parse_args(argv)
     t0 = time.time()
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
     out = run(args.data, args.reader, args.per_article, args.seed, args.quick, log)
     log(f"answerable judge {json.dumps(out)} ({time.time() - t0:.0f} s)")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from agent.answertype import expected
 from agent.retrieve import CANDIDATES
 from agent.select import WEIGHTS, score
 from citeqa.fit_answerable import held_out_collection
-from citeqa.train_reader import DATA_DIR
+from citeqa.train_reader import DATA_DIR, log
 from evals.metrics import normalize_answer
 
 FEATURES = tuple(WEIGHTS)
@@ -85,12 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     assert FEATURES[0] == "dense", "the grid fixes the dense weight at 1"
     t0 = time.time()
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
-    work = Path(tempfile.mkdtemp(prefix="citeqa-fit-ranking-"))
-    try:
-        feats, hits = collect(args.data, work, args.seed, args.quick, log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="citeqa-fit-ranking-", ignore_cleanup_errors=True) as work:
+        feats, hits = collect(args.data, Path(work), args.seed, args.quick, log)
     best = grid_search(feats, hits)
     for name, weights in (("shipped", WEIGHTS), ("best", best)):
         top, first = figures(feats, hits, weights)

@@ -9,7 +9,7 @@ all-MiniLM-L6-v2 embeddings:
     {"qid": "...", "split": "train" | "held", "question": "...", "paraphrase": "...", "cosine": 0.83}
 
 `usable` keeps the rewrites that changed words but not meaning, as far as a filter can tell. The file
-is committed (data/paraphrases.jsonl); the `paraphrase` reader recipe trains on its "train" rows, and
+is committed (data/paraphrases.jsonl); the `reworded` reader recipe trains on its "train" rows, and
 `citeqa.train_reader` measures every reader on its "held" rows. No eval set is read.
 
     .venv/bin/python -m citeqa.paraphrase --train 1088 --held 400   # about 25 min on 2 idle cores
@@ -26,6 +26,7 @@ from pathlib import Path
 from agent.text import content_words
 
 OUT = Path(__file__).resolve().parent.parent / "data" / "paraphrases.jsonl"
+N_TRAIN, N_HELD = 1088, 400  # questions of the training and of the held-out articles (the committed file)
 MIN_COSINE = 0.6    # below: the rewrite drifted (set by reading the first 45 "train" rows; the good
 MAX_KEPT = 0.7      # rewrites of names, "UNFPA" -> "United Nations Population Fund", sit at 0.63-0.68)
 
@@ -84,23 +85,23 @@ def rewrite(llm, question: str, seed: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     from agent.backends.local import load_model, resolve_model_path
     from citeqa.config import Config
-    from citeqa.train_reader import DATA_DIR
+    from citeqa.train_reader import DATA_DIR, log
     from index.embedding import get_embedder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--train", type=int, default=1088, help="questions of the training articles")
-    ap.add_argument("--held", type=int, default=400, help="questions of the held-out articles")
+    ap.add_argument("--train", type=int, default=N_TRAIN, help="questions of the training articles")
+    ap.add_argument("--held", type=int, default=N_HELD, help="questions of the held-out articles")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
     cfg = Config.resolve()
     llm, _ = load_model(resolve_model_path(cfg), 0)
     embed = get_embedder()
     rows = sample_questions(args.data, args.train, args.held, args.seed)
-    done = {}
+    done = set()
     if args.out.is_file():  # resumable: keep what an earlier run wrote
-        done = {r["qid"]: r for r in map(json.loads, args.out.read_text(encoding="utf-8").splitlines())}
+        done = {json.loads(line)["qid"] for line in args.out.read_text(encoding="utf-8").splitlines()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with args.out.open("a", encoding="utf-8") as f:
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()
             if k % 100 == 0:
-                print(f"{k}/{len(rows)} ({time.time() - t0:.0f} s) {row['question']} -> {row['paraphrase']}", flush=True)
+                log(f"{k}/{len(rows)} ({time.time() - t0:.0f} s) {row['question']} -> {row['paraphrase']}")
     return 0
 
 

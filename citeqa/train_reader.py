@@ -536,6 +536,11 @@ def _onnx_runner(path: Path):
     return lambda ids, mask, types: sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
 
 
+def log(message: str) -> None:
+    """A timestamped progress line, as the training and fitting commands print them."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -595,7 +600,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the {recipe.name!r} recipe continues trained readers: pass --init DIR [DIR ...]")
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
     if not (args.data / "train-v1.1.json").is_file():
         raise SystemExit(f"no SQuAD training data in {args.data}: pass --data DIR (train-v1.1.json, v2-dev-extra.json)")
     t0 = time.time()

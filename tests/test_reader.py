@@ -92,8 +92,9 @@ def test_a_reworded_question_keeps_every_passage_span_and_negative_of_its_questi
 
 def test_committed_paraphrases_keep_the_held_out_articles_held_out() -> None:
     """data/paraphrases.jsonl (`make paraphrases`): its "held" rows, which measure every reader, ask
-    questions of the held-out articles only, and its "train" rows of training articles only."""
-    from citeqa.paraphrase import OUT, load
+    questions of the held-out articles only, and its "train" rows of training articles only; its rows
+    are the command's own seeded sample, in its order."""
+    from citeqa.paraphrase import N_HELD, N_TRAIN, OUT, load, sample_questions
     from citeqa.train_reader import load_articles, split_articles
 
     rows = {split: load(split) for split in ("train", "held")}
@@ -104,6 +105,9 @@ def test_committed_paraphrases_keep_the_held_out_articles_held_out() -> None:
     held, train, _, _ = split_articles(*load_articles(DATA_DIR), random.Random(13))
     ids = lambda arts: {qa["id"] for a in arts for p in a["paragraphs"] for qa in p["qas"]}  # noqa: E731
     assert {r["qid"] for r in rows["held"]} <= ids(held) and {r["qid"] for r in rows["train"]} <= ids(train), OUT
+    committed = [json.loads(line) for line in OUT.read_text(encoding="utf-8").splitlines()]
+    sample = sample_questions(DATA_DIR, N_TRAIN, N_HELD, 13)
+    assert [(r["qid"], r["split"]) for r in committed] == [(r["qid"], r["split"]) for r in sample]
 
 
 def test_best_span_stays_inside_the_passage_and_ordered() -> None:
