@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-local eval baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable fit-ranking paraphrases clean
+.PHONY: setup run test test-all test-local eval eval-held-out baseline bench bench-quick setup-local setup-browser screenshots setup-train train-reader train-reader-quick fit-answerable fit-ranking paraphrases clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ eval: setup
 	$(PY) -m citeqa.cli eval --set squad-dev --report evals/reports/squad-dev.md
 	$(PY) -m citeqa.cli eval --set squad-v2 --report evals/reports/squad-v2.md
 	$(PY) -m citeqa.cli eval --set off-index --report evals/reports/off-index.md
+
+# The agent on the reader's held-out training articles (evals/heldout.py), for choosing a change before
+# the eval sets measure it: about 5 min on 2 cores; needs ../shared/data/squad-train/.
+eval-held-out: setup
+	$(PY) -m citeqa.cli eval --set held-out --report evals/reports/held-out.md
 
 # The reader (docs/reader.md): rebuilds agent/models/reader/ from ../shared/data/squad-train/
 # (SQUAD_TRAIN=DIR to point elsewhere) and fits its answerability judge; about 95 min on 2 cores. The

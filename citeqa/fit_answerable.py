@@ -52,26 +52,52 @@ def _doc_name(article: dict, i: int) -> str:
     return f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', article['title'])[:60]}.txt"
 
 
-def held_out_collection(data_dir: Path, work: Path, seed: int, quick: bool):
-    """Index under `work` the held-out training articles of `citeqa.train_reader` (the same seed): half
-    of the v1.1 ones and all the v2 ones. Returns (retriever, indexed, missing, v2) articles."""
+def held_out_articles(data_dir: Path, seed: int, quick: bool) -> tuple[list[dict], list[dict], list[dict]]:
+    """The held-out training articles of `citeqa.train_reader` (the same seed) as (indexed, missing, v2):
+    half of the v1.1 ones and all the v2 ones are indexed (`indexed` holds the v2 ones too)."""
     held_v1, _, held_v2, _ = split_articles(*load_articles(data_dir), random.Random(seed), quick)
-    indexed, missing = held_v1[0::2] + held_v2, held_v1[1::2]
-    docs = work / "docs"
-    docs.mkdir(parents=True)
-    for i, article in enumerate(indexed):
-        text = "\n\n".join(p["context"].strip() for p in article["paragraphs"])
-        (docs / _doc_name(article, i)).write_text(text + "\n", encoding="utf-8")
+    return held_v1[0::2] + held_v2, held_v1[1::2], held_v2
+
+
+def article_text(article: dict) -> tuple[str, list[int]]:
+    """An article as one text file, its paragraphs (stripped) joined by blank lines, and where each
+    paragraph's unstripped context would start in it (answer offsets are into the unstripped context).
+
+    >>> article_text({"paragraphs": [{"context": "Ab."}, {"context": " Cd. "}]})
+    ('Ab.\\n\\nCd.\\n', [0, 4])
+    """
+    text, starts = "", []
+    for p in article["paragraphs"]:
+        if text:
+            text += "\n\n"
+        ctx = p["context"]
+        starts.append(len(text) - (len(ctx) - len(ctx.lstrip())))
+        text += ctx.strip()
+    return text + "\n", starts
+
+
+def write_docs(articles: list[dict], docs: Path) -> list[Path]:
+    """Write `articles` as text files under `docs` (named by `_doc_name`); returns their paths."""
+    docs.mkdir(parents=True, exist_ok=True)
+    paths = [docs / _doc_name(a, i) for i, a in enumerate(articles)]
+    for path, article in zip(paths, articles):
+        path.write_text(article_text(article)[0], encoding="utf-8")
+    return paths
+
+
+def held_out_collection(data_dir: Path, work: Path, seed: int, quick: bool):
+    """Index under `work` the held-out articles of `held_out_articles`. Returns (retriever, indexed,
+    missing, v2) articles."""
+    indexed, missing, held_v2 = held_out_articles(data_dir, seed, quick)
     cfg = Config.resolve(home=work / "home", collection="fit-answerable")
-    ingest.add(sorted(docs.iterdir()), cfg, progress=False)
+    ingest.add(write_docs(indexed, work / "docs"), cfg, progress=False)
     store, embedder = ingest.open_store(cfg, create=False)
     return Retriever(store, embedder, mode=cfg.retrieval), indexed, missing, held_v2
 
 
-def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: int, quick: bool,
-            log) -> list[dict]:
-    """Index the held-out articles under `work` and return one row per passage read (see the module doc)."""
-    retriever, indexed, missing, held_v2 = held_out_collection(data_dir, work, seed, quick)
+def asked_questions(indexed: list[dict], missing: list[dict], held_v2: list[dict], per_article: int,
+                    seed: int) -> list[tuple[dict, str]]:
+    """The (question, kind) pairs `collect` asks (see the module doc)."""
     rng = random.Random(seed + 2)
     asked = [(qa, "answerable") for a in indexed for qa in _questions(a, True, per_article, rng)]
     asked += [(qa, "not indexed") for a in missing for qa in _questions(a, True, per_article, rng)]
@@ -79,6 +105,14 @@ def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: 
     reworded = {r["qid"]: r["paraphrase"] for r in paraphrases("held")}
     asked += [({**qa, "id": qa["id"] + "-reworded", "question": reworded[qa["id"]]}, "reworded")
               for a in indexed for p in a["paragraphs"] for qa in p["qas"] if qa["id"] in reworded]
+    return asked
+
+
+def collect(data_dir: Path, reader: Reader, work: Path, per_article: int, seed: int, quick: bool,
+            log) -> list[dict]:
+    """Index the held-out articles under `work` and return one row per passage read (see the module doc)."""
+    retriever, indexed, missing, held_v2 = held_out_collection(data_dir, work, seed, quick)
+    asked = asked_questions(indexed, missing, held_v2, per_article, seed)
     log(f"indexed {len(indexed)} articles; asking {len(asked)} questions")
     rows = []
     for n, (qa, kind) in enumerate(asked):

@@ -280,9 +280,9 @@ def aggregate(scored: list[dict]) -> dict:
     answered = [s for s in ans if not s["refused"]]
     latencies = [s["latency_ms"] for s in scored if s.get("latency_ms") is not None]
     ranks = [s["retrieval_rank"] for s in ans]
-    types: dict[str, list[bool]] = {}
+    types: dict[str, list[dict]] = {}
     for s in scored:
-        types.setdefault(s.get("type") or "untyped", []).append(s["correct"])
+        types.setdefault(s.get("type") or "untyped", []).append(s)
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     return {
         "n": len(scored),
@@ -300,7 +300,8 @@ def aggregate(scored: list[dict]) -> dict:
         "mrr": _mean(1 / r if r else 0.0 for r in ranks),
         "latency_p50_ms": None if p50 is None else round(p50, 1),
         "latency_p95_ms": None if p95 is None else round(p95, 1),
-        "by_type": {t: _mean(v) for t, v in sorted(types.items())},
+        "by_type": {t: _mean(s["correct"] for s in v) for t, v in sorted(types.items())},
+        "refused_by_type": {t: _mean(s["refused"] for s in v) for t, v in sorted(types.items())},
     }
 
 

@@ -40,18 +40,23 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 SQUAD_DIR = EVALS_DIR / "squad-dev"
-SUITES = ("article", "squad-dev", "squad-v2", "off-index")
+SUITES = ("article", "squad-dev", "squad-v2", "off-index", "held-out")
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """"article", "squad-dev", "squad-v2", "off-index", a .jsonl file (docs: a sibling docs/ folder,
-    else the article) or a folder holding questions.jsonl and docs/.
+    """"article", "squad-dev", "squad-v2", "off-index", "held-out", a .jsonl file (docs: a sibling docs/
+    folder, else the article) or a folder holding questions.jsonl and docs/.
 
     - squad-v2: the 200 squad-dev questions plus 250 SQuAD v2.0 unanswerable ones over the same documents.
     - off-index: only every other squad-dev document is indexed; all 200 questions are asked, and those
       about a document that is not indexed must be refused.
+    - held-out: training articles the reader never trained on, for choosing (`evals.heldout`).
     """
     name = str(name_or_path)
+    if name == "held-out":
+        from evals.heldout import load
+
+        return load()
     if name == "article":
         return Suite("article", _read_jsonl(EVALS_DIR / "article.jsonl"), [ARTICLE])
     if name == "squad-v2":
@@ -193,11 +198,13 @@ def write_report(path: str | Path, summary: dict, rows: list[dict]) -> None:
              f"citations scored by {summary.get('citation_method')}", "",
              "| metric | value |", "|---|---|"]
     for key, value in summary.items():
-        if key in ("suite", "backend", "model", "citation_method", "by_type", "questions"):
+        if key in ("suite", "backend", "model", "citation_method", "by_type", "refused_by_type", "questions"):
             continue
         lines.append(f"| {key} | {_cell(value)} |")
     for t, acc in (summary.get("by_type") or {}).items():
         lines.append(f"| accuracy[{_cell(t)}] | {_cell(acc)} |")
+    for t, refused in (summary.get("refused_by_type") or {}).items():
+        lines.append(f"| refused[{_cell(t)}] | {_cell(refused)} |")
     lines += ["", "| id | type | question | answer | result | cited |", "|---|---|---|---|---|---|"]
     for r in rows:
         cited = " / ".join(r.get("cited") or [])

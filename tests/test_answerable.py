@@ -116,3 +116,47 @@ def test_fit_through_the_agent_writes_a_judge(tmp_path: Path) -> None:
     held = out["held_out"]
     assert held["questions"] >= 4 and set(held["refused"]) <= {"answerable", "not indexed", "near miss"}
     assert "answerable" in held["refused"] and held["refused"]["answerable"] <= 0.5
+
+
+def test_held_out_suite_asks_what_the_judge_was_not_fitted_on(tmp_path: Path) -> None:
+    """`citeqa eval --set held-out` (evals.heldout): the questions left over by fit_answerable, of four kinds,
+    with answer offsets into the files indexed; run through the real agent on the articles above."""
+    from evals import heldout, runner
+    from citeqa.config import Config
+
+    data = _squad(tmp_path)
+    harbour = _article("Harbour", [("The harbour opened in 1901.", "When did the harbour open?", "1901"),
+                                   ("Its pier is 90 metres long.", "How long is the harbour pier?", "90 metres")],
+                       ["When did the harbour close?", "How wide is the harbour pier?"])
+    (data / "v2-dev-extra.json").write_text(json.dumps({"data": [harbour]}), encoding="utf-8")
+    indexed, missing, v2 = fit_answerable.held_out_articles(data, 13, quick=False)
+    fitted = {qa["id"] for qa, kind in fit_answerable.asked_questions(indexed, missing, v2, 1, 13)}
+    suite = heldout.load(data, per_article=5, fit_per_article=1)
+    rows = suite.rows
+    assert rows and not {r["id"] for r in rows} & fitted
+    assert {r["type"] for r in rows} == {"answerable", "near-miss", "off-index"}  # no reworded rows here
+    docs = {p.name: p.read_text(encoding="utf-8") for p in suite.doc_paths[0].iterdir()}
+    for r in rows:
+        if r["type"] == "answerable":
+            at = r["answer_start_in_doc"]
+            assert docs[r["doc_id"]][at:at + len(r["reference"])] == r["reference"]
+        else:
+            assert r["answers"] == [] and (r["type"] == "near-miss") == (r["doc_id"] in docs)
+    summary, scored = runner.run_suite(suite, Config.resolve(home=tmp_path / "home"))
+    assert summary["n"] == len(rows) and set(summary["by_type"]) == {r["type"] for r in rows}
+
+
+def test_held_out_suite_of_the_real_split_leaves_out_the_fitted_questions() -> None:
+    from citeqa.train_reader import DATA_DIR
+    from evals import heldout
+
+    if not (DATA_DIR / "train-v1.1.json").is_file():
+        pytest.skip(f"no SQuAD training data at {DATA_DIR}")
+    indexed, missing, v2 = fit_answerable.held_out_articles(DATA_DIR, 13, quick=False)
+    fitted = {qa["id"] for qa, kind in fit_answerable.asked_questions(indexed, missing, v2, 40, 13) if kind != "reworded"}
+    rows = heldout.rows(indexed, missing, v2)
+    kinds = [r["type"] for r in rows]
+    assert not {r["id"] for r in rows} & fitted and len({r["id"] for r in rows}) == len(rows)
+    assert {k: kinds.count(k) for k in set(kinds)} == {"answerable": 160, "reworded": 111, "off-index": 100,
+                                                        "near-miss": 60}
+    assert all("answer_start_in_doc" in r for r in rows if r["answers"])

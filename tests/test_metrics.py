@@ -188,6 +188,7 @@ def test_aggregate_hand_case():
     assert a["mrr"] == pytest.approx((1 + 0.25 + 0) / 3, abs=1e-4)
     assert a["latency_p50_ms"] == 250.0 and a["latency_p95_ms"] == 385.0
     assert a["by_type"] == {"factoid": 0.5, "number": 0.0, "unanswerable": 1.0}
+    assert a["refused_by_type"] == {"factoid": 0.0, "number": 1.0, "unanswerable": 1.0}
     assert m.aggregate([scored(True, True, False, rank=1)])["refusal_recall"] is None
 
 
