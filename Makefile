@@ -58,7 +58,7 @@ fit-answerable: setup
 	$(PY) -m citeqa.fit_answerable --data $(SQUAD_TRAIN)
 
 # Paraphrased training questions (citeqa/paraphrase.py), written by the local GGUF model into
-# data/paraphrases.jsonl (committed; resumes where a run stopped): about 25 min on 2 cores.
+# data/paraphrases.jsonl (committed; resumes where a run stopped): about 95 min on 2 cores from scratch.
 paraphrases: setup-local
 	$(PY) -m citeqa.paraphrase --data $(SQUAD_TRAIN)
 

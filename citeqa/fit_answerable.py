@@ -48,7 +48,7 @@ def _questions(article: dict, answerable: bool, n: int, rng: random.Random) -> l
     return rng.sample(qas, min(n, len(qas)))
 
 
-def _doc_name(article: dict, i: int) -> str:
+def doc_name(article: dict, i: int) -> str:
     return f"{i:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', article['title'])[:60]}.txt"
 
 
@@ -77,9 +77,9 @@ def article_text(article: dict) -> tuple[str, list[int]]:
 
 
 def write_docs(articles: list[dict], docs: Path) -> list[Path]:
-    """Write `articles` as text files under `docs` (named by `_doc_name`); returns their paths."""
+    """Write `articles` as text files under `docs` (named by `doc_name`); returns their paths."""
     docs.mkdir(parents=True, exist_ok=True)
-    paths = [docs / _doc_name(a, i) for i, a in enumerate(articles)]
+    paths = [docs / doc_name(a, i) for i, a in enumerate(articles)]
     for path, article in zip(paths, articles):
         path.write_text(article_text(article)[0], encoding="utf-8")
     return paths

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from citeqa.errors import ConfigError
-from citeqa.fit_answerable import _doc_name, article_text, asked_questions, held_out_articles, write_docs
+from citeqa.fit_answerable import article_text, asked_questions, doc_name, held_out_articles, write_docs
 from citeqa.train_reader import DATA_DIR
 from evals.runner import Suite
 
@@ -50,16 +50,15 @@ def _row(qa: dict, kind: str, doc_id: str, start: int | None, text: str) -> dict
 def rows(indexed: list[dict], missing: list[dict], held_v2: list[dict], per_article: int = 10,
          seed: int = 13, fit_per_article: int = FIT_PER_ARTICLE) -> list[dict]:
     """The suite's question rows (see the module doc), in the eval format of `evals/squad-dev`."""
-    fitted = {qa["id"] for qa, kind in asked_questions(indexed, missing, held_v2, fit_per_article, seed)
-              if kind != "reworded"}
-    reworded = {qa["id"].removesuffix("-reworded"): qa for qa, kind in
-                asked_questions(indexed, missing, held_v2, 0, seed) if kind == "reworded"}
+    asked = asked_questions(indexed, missing, held_v2, fit_per_article, seed)
+    fitted = {qa["id"] for qa, kind in asked if kind != "reworded"}
+    reworded = {qa["id"].removesuffix("-reworded"): qa for qa, kind in asked if kind == "reworded"}
     rng = random.Random(seed + 7)
-    v2 = {id(a) for a in held_v2}
+    v2 = {id(a) for a in held_v2}  # the indexed articles that have near misses
     out = []
     for i, article in enumerate(indexed + missing):
         on_index = i < len(indexed)
-        doc_id = _doc_name(article, i) if on_index else f"not-indexed-{_doc_name(article, i - len(indexed))}"
+        doc_id = doc_name(article, i) if on_index else f"not-indexed-{doc_name(article, i - len(indexed))}"
         text, starts = article_text(article)
         found = [(qa, starts[j]) for j, p in enumerate(article["paragraphs"]) for qa in p["qas"]]
         for qa, start in found:
