@@ -244,3 +244,14 @@ def test_training_steps_update_the_encoder_and_heads_but_not_the_frozen_embeddin
     moved = lambda k: not torch.equal(before[k], after[k])  # noqa: E731
     assert moved("span.weight") and moved("has.0.weight") and moved("encoder.encoder.layer.0.attention.self.query.weight")
     assert not moved("encoder.embeddings.word_embeddings.weight")
+
+
+def test_shipped_reader_stores_unsigned_weights(tmp_path) -> None:
+    """Signed int8 weights run through onnxruntime's u8s8 kernels, which saturate on CPUs without VNNI
+    (the same reader read differently by CPU); `unsigned_weights` stores the same values as uint8."""
+    pytest.importorskip("onnx")
+    from citeqa.train_reader import unsigned_weights
+
+    copy = tmp_path / "reader.onnx"
+    copy.write_bytes((MODEL_DIR / "reader.onnx").read_bytes())
+    assert unsigned_weights(copy) == 0 and copy.read_bytes() == (MODEL_DIR / "reader.onnx").read_bytes()
