@@ -36,11 +36,11 @@ from evals.runner import Suite
 FIT_PER_ARTICLE = 40  # the questions per article and kind that `make fit-answerable` fits the judge on
 
 
-def _row(qa: dict, kind: str, doc_id: str, start: int | None, text: str) -> dict:
+def _row(qa: dict, kind: str, doc_id: str, start: int, text: str) -> dict:
     answers = [a["text"] for a in qa.get("answers", [])] if kind in ("answerable", "reworded") else []
     row = {"id": qa["id"], "user_input": qa["question"], "reference": answers[0] if answers else "",
            "answers": list(dict.fromkeys(answers)), "doc_id": doc_id, "type": kind}
-    if answers and start is not None:
+    if answers:
         at = start + qa["answers"][0]["answer_start"]
         if text[at:at + len(answers[0])] == answers[0]:
             row["answer_start_in_doc"] = at
