@@ -2,6 +2,7 @@
 
     python -m citeqa.train_reader [--quick] [--data ../shared/data/squad-train] [--out agent/models/reader]
     python -m citeqa.train_reader --recipe second --init agent/models/reader --out DIR
+    python -m citeqa.train_reader --export-only   # re-export and re-calibrate the shipped reader
 
 The shipped reader is the `full` recipe. `second` continues a trained reader (its int8 ONNX weights)
 on a fresh draw of the training examples at half the learning rate; `nearmiss` does the same with
@@ -336,7 +337,7 @@ def onnx_weights(path: Path) -> dict[str, np.ndarray]:
                 matrices.append(w.T)
             else:
                 out[stem.replace("_Transposed", "")] = w.T if stem.endswith("_Transposed") else w
-        elif a.dtype == np.float32 and not name.startswith("val_") and a.ndim:
+        elif a.dtype == np.float32 and not name.startswith("val_") and not name.endswith("_scale") and a.ndim:
             out[name] = a
     layer = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
              "intermediate.dense", "output.dense")
@@ -512,7 +513,10 @@ def held_out_report(preds: list[dict], scale: float, bias: float, threshold: flo
 
 # -- export -----------------------------------------------------------------------------------------
 def export_onnx(net, out_dir: Path, tok) -> None:
-    """fp32 ONNX export, then onnxruntime dynamic int8 quantisation to `out_dir/reader.onnx`."""
+    """fp32 ONNX export, then onnxruntime dynamic quantisation to `out_dir/reader.onnx`: 7-bit weights
+    with a scale per output column. Full 8-bit weights run through onnxruntime's u8s8 kernels, whose
+    16-bit sums saturate on CPUs without VNNI (a reading changed with the CPU); 7-bit weights cannot
+    saturate, and per column they keep the reader's quality (docs/reader.md)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -525,28 +529,9 @@ def export_onnx(net, out_dir: Path, tok) -> None:
                       output_names=["start", "end", "has"], dynamo=True, external_data=False,
                       dynamic_shapes=({0: batch, 1: seq},) * 3)
     int8 = out_dir / "reader.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     fp32.unlink()
-    unsigned_weights(int8)
     drop_nan_guards(int8)
-
-
-def unsigned_weights(path: Path) -> int:
-    """Store the int8 weights (and zero points) of every MatMulInteger as uint8, 128 added: the same
-    values, but onnxruntime then runs its u8u8 kernels. With signed weights it runs u8s8 kernels, which
-    saturate on CPUs without VNNI, so a reading changed with the CPU (an AMD EPYC without VNNI read
-    P = 0.081 where the CPU the reader was calibrated on read 0.050). Returns how many tensors changed."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    init = {t.name: t for t in model.graph.initializer}
-    names = {name for n in model.graph.node if n.op_type == "MatMulInteger" for name in n.input[1::2]}
-    changed = [init[name] for name in sorted(names) if name in init and init[name].data_type == onnx.TensorProto.INT8]
-    for t in changed:
-        t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t).astype(np.int16) + 128).astype(np.uint8), t.name))
-    onnx.save(model, str(path))
-    return len(changed)
 
 
 def drop_nan_guards(path: Path) -> int:
@@ -626,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frozen-layers", type=int, default=-1, help="freeze the lowest N encoder layers")
     ap.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word embeddings")
     ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
+    ap.add_argument("--export-only", action="store_true",
+                    help="re-export the reader in --out (its weights dequantised) with this export, then re-fit "
+                         "its calibration; its recipe is kept")
     ap.add_argument("--device", default="", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
@@ -664,8 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     tok = tokenizer(base / "tokenizer.json")
     args.out.mkdir(parents=True, exist_ok=True)
     meta_path = args.out / "reader.json"
-    if args.calibrate_only:
+    if args.calibrate_only or args.export_only:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if args.export_only:
+            export_onnx(_torch_model(base, recipe, [args.out]), args.out, tok)
     else:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         net = _torch_model(base, recipe, args.init).to(device)

@@ -63,6 +63,25 @@ def test_unanswerable_question_is_refused(indexed: Path) -> None:
     assert answer.refused and answer.answer == REFUSAL and answer.citations == []
 
 
+def test_question_about_a_place_no_document_covers_is_refused(tmp_path: Path) -> None:
+    """Issue 14's case: a question about one city's castle over another city's theatre. The reader alone
+    reads the theatre sentence as a fair answer (P = 0.096 over its own threshold 0.063); the judge,
+    which also weighs how close the passage is to the question, refuses it."""
+    from index import ingest
+    from citeqa.config import Config
+
+    theatre, ferry = tmp_path / "nantes.txt", tmp_path / "ferry.txt"
+    theatre.write_text("The theatre of Nantes was designed by Mathurin Crucy in 1788. It stands on the Place Graslin "
+                       "and seats about 800 people. The building was restored in the 1980s after a fire.\n")
+    ferry.write_text("The Marrow Island ferry carries up to 180 passengers. It was launched at the Brekke yard in 1987.\n")
+    ingest.add([theatre, ferry], Config.resolve(), progress=False)
+    agent = Agent()
+    for question in ("Who designed the castle of Lyon?", "When was the castle of Lyon built?"):
+        answer = agent.ask(question)
+        assert answer.refused and answer.citations == [], answer.answer
+    assert agent.ask("Who designed the theatre of Nantes?").short_answer == "Mathurin Crucy"
+
+
 @pytest.mark.parametrize("question", [
     "How many journalists were wounded near al-Qaim?",  # the closest sentence counts air strikes
     "Who is the mayor of al-Bukamal?",                  # no person is named near al-Bukamal

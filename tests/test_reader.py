@@ -152,7 +152,7 @@ def test_shipped_reader_finds_the_span(question: str, passage: str, answer: str)
 @pytest.mark.parametrize("question, passage", [
     ("When was the Marrow Island Lighthouse built?",
      "Kestrel Valley Orchard was founded in 1952 by two brothers. It grows forty kinds of apple."),
-    ("Who designed the castle of Lyon?", "The theatre of Nantes was designed by Mathurin Crucy in 1788."),
+    ("When was the castle of Lyon built?", "The theatre of Nantes opened in 1788 and seats 400 people."),
 ])
 def test_shipped_reader_says_no_answer_for_an_unrelated_passage(question: str, passage: str) -> None:
     reader = get_reader()
@@ -246,14 +246,20 @@ def test_training_steps_update_the_encoder_and_heads_but_not_the_frozen_embeddin
     assert not moved("encoder.embeddings.word_embeddings.weight")
 
 
-def test_shipped_reader_stores_unsigned_weights(tmp_path) -> None:
-    """Signed int8 weights run through onnxruntime's u8s8 kernels, which saturate on CPUs without VNNI
-    (the same reader read differently by CPU); `unsigned_weights` stores the same values as uint8.
+def test_shipped_reader_has_7_bit_weights_and_no_nan_guards(tmp_path) -> None:
+    """Full 8-bit weights run through onnxruntime's u8s8 kernels, which saturate on CPUs without VNNI
+    (the same reader read differently by CPU); the shipped weights are 7-bit (|w| <= 64), so the sum of
+    two uint8 x int8 products (at most 2 * 255 * 64 = 32,640) fits the kernels' int16.
     The exporter's NaN guards, which cost reading time, are gone too (`drop_nan_guards`)."""
-    pytest.importorskip("onnx")
-    from citeqa.train_reader import drop_nan_guards, unsigned_weights
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
 
+    from citeqa.train_reader import drop_nan_guards
+
+    model = onnx.load(str(MODEL_DIR / "reader.onnx"))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights = [init[n.input[1]] for n in model.graph.node if n.op_type == "MatMulInteger" and n.input[1] in init]
+    assert len(weights) >= 6 * 6 and all(w.dtype == np.int8 and np.abs(w.astype(int)).max() <= 64 for w in weights)
     copy = tmp_path / "reader.onnx"
     copy.write_bytes((MODEL_DIR / "reader.onnx").read_bytes())
-    assert unsigned_weights(copy) == 0 and copy.read_bytes() == (MODEL_DIR / "reader.onnx").read_bytes()
     assert drop_nan_guards(copy) == 0
