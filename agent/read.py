@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from agent.retrieve import Sentence
 
 SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
+_PAIRS = {'"': '"', "“": "”", "‘": "’", "(": ")", "[": "]"}
+_ABBREVIATIONS = {"co", "corp", "inc", "ltd", "bros", "jr", "sr", "st", "dr", "mr", "mrs", "ms", "mt", "ft",
+                  "ave", "no", "vs", "etc"}
 
 
 @dataclass
@@ -43,6 +46,34 @@ def _holder(window: list[Sentence], start: int) -> tuple[Sentence, int]:
     return window[-1], at - len(window[-1].text) - 1
 
 
+def tidy(phrase: str) -> str:
+    """The span as an answer phrase: without the sentence's closing punctuation (an abbreviation's
+    full stop stays) or a quote or bracket whose partner the span left out.
+
+    >>> tidy('help preserve tolerance.'), tidy('shock"'), tidy('(OAPEC'), tidy('Washington, D.C.')
+    ('help preserve tolerance', 'shock', 'OAPEC', 'Washington, D.C.')
+    >>> tidy('"The Mask of Anarchy"'), tidy('Acme Co.'), tidy('in 1973;'), tidy('the USA.')
+    ('"The Mask of Anarchy"', 'Acme Co.', 'in 1973', 'the USA')
+    """
+    s = phrase.strip()
+    while True:
+        before = s
+        s = s.rstrip(",;:").rstrip()
+        last = s.rsplit(maxsplit=1)[-1] if s else ""
+        if s.endswith(".") and "." not in last[:-1] and last[:-1].lower() not in _ABBREVIATIONS:
+            s = s[:-1].rstrip()
+        for open_, close in _PAIRS.items():
+            if open_ == close:
+                if s.count(open_) % 2:
+                    s = s[1:] if s.startswith(open_) else s[:-1] if s.endswith(open_) else s
+            elif s.startswith(open_) and close not in s:
+                s = s[1:].lstrip()
+            elif s.endswith(close) and open_ not in s:
+                s = s[:-1].rstrip()
+        if s == before:
+            return s
+
+
 def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sentence]], reader) -> list[Pick]:
     """One `Pick` per sentence that holds a span, best probability first (a sentence found from
     several passages keeps its best)."""
@@ -52,7 +83,7 @@ def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sent
     for group, r in zip(groups, readings):
         sentence, at = _holder(group, r.start)
         lo, hi = max(0, r.start - at), min(len(sentence.text), r.end - at)
-        phrase = sentence.text[lo:hi].strip() if hi > lo else ""
+        phrase = tidy(sentence.text[lo:hi]) if hi > lo else ""
         if len(phrase) > SHORT_SHARE * len(sentence.text):
             phrase = ""
         if sentence.id not in best or r.prob > best[sentence.id].prob:
