@@ -117,10 +117,11 @@ class SentenceBert:
             x = _layer_norm(y.reshape(n, t, d) + x, g2, b2, self.eps)
         return x
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], threads: int = 1) -> np.ndarray:
+        """Vectors of `texts`, padded to the longest, on `threads` BLAS threads."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock, self._blas.limit(limits=1, user_api="blas"):  # the lock: limits never interleave
+        with self._lock, self._blas.limit(limits=threads, user_api="blas"):  # the lock: limits never interleave
             enc = self.tok.encode_batch(texts)
             mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
             hidden = self.hidden(np.array([e.ids for e in enc], dtype=np.int64), mask)

@@ -21,6 +21,7 @@ way round; any other name or dimension is an IndexMismatchError when the collect
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -34,9 +35,14 @@ from citeqa.errors import BackendError, BackendUnreachableError, ConfigError, re
 from index import bert
 
 BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# At most this many texts and characters go through the numpy encoder (no torch: a question, a draft's
-# claims; 10 ms for a question); more through transformers, about 3 times faster on long batches
+# At most this many texts and characters go through the numpy encoder on one BLAS thread (no torch: a
+# question, a draft's claims; 10 ms for a question)
 SMALL_INPUTS, SMALL_CHARS = 8, 2000
+# Bigger batches too, until a process has encoded this many texts with it: on 2 cores, in batches of
+# NUMPY_BATCH on all cores, it does 84 squad-dev sentences/s against transformers' 110, which first
+# costs 4.7 s to load (up to 10.7 s in a `citeqa index add`), so loading pays only after about 1,700
+# texts. Indexing the bundled article takes 3 s, not 8.5 s, and 335 MB, not 725 (docs/benchmarks.md).
+NUMPY_BUDGET, NUMPY_BATCH = 1000, 8
 BATCH_SIZE = 16  # on 2 cores, batches of 16 encode 15-20 % faster than 64 (docs/benchmarks.md)
 SERVER_BATCH = 32  # texts per request: text-embeddings-inference's default --max-client-batch-size
 SERVER_IN_FLIGHT = 4  # requests sent at once: a GPU server batches across them
@@ -52,10 +58,11 @@ class Embedder:
 
     It runs a sentence-transformers folder (Transformer -> mean pooling -> L2 normalisation). A few
     short texts (`SMALL_INPUTS`, `SMALL_CHARS`: a question, a draft's claims) go through the numpy BERT of
-    `index.bert`, so asking loads neither torch nor transformers; bigger batches (ingestion), and
-    models that are not BERT, go through `transformers` directly (importing sentence-transformers,
-    which pulls in scikit-learn, cost about 4 s of every cold start). tests/test_index.py checks both
-    against SentenceTransformer's vectors.
+    `index.bert`, so asking loads neither torch nor transformers; so do bigger batches (ingestion) until
+    `NUMPY_BUDGET` texts, or until `load_transformers()` (the bench calls it); then they, and models
+    that are not BERT, go through `transformers` directly (importing sentence-transformers, which pulls
+    in scikit-learn, cost about 4 s of every cold start). tests/test_index.py checks both against
+    SentenceTransformer's vectors.
     """
 
     def __init__(self, path: str, name: str) -> None:
@@ -70,14 +77,15 @@ class Embedder:
         self.path, self.name = path, name
         self.max_length = int(_read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length", 256))
         self._small = bert.SentenceBert(Path(path), self.max_length) if bert.supports(Path(path)) else None
-        self.dim = self._small.dim if self._small else 0  # else set by _load_torch, just below
+        self.dim = self._small.dim if self._small else 0  # else set by load_transformers, just below
         self._lock = threading.Lock()  # torch inference from several chat threads at once is not faster
         self._torch_model: tuple | None = None
+        self._numpy_texts = 0  # batch texts the numpy encoder has encoded (NUMPY_BUDGET)
         if self._small is None:
-            self._load_torch()
+            self.load_transformers()
 
-    def _load_torch(self) -> tuple:
-        """(torch, tokenizer, model), loaded on first use."""
+    def load_transformers(self) -> tuple:
+        """(torch, tokenizer, model), loaded on first use; from then on batches run on them."""
         with self._lock, imports.TORCH:  # never while spaCy loads with torch hidden (citeqa.imports)
             if self._torch_model is None:
                 import torch
@@ -99,7 +107,14 @@ class Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        torch, tokenizer, model = self._load_torch()
+        if self._small is not None and self._torch_model is None and self._numpy_texts + len(texts) <= NUMPY_BUDGET:
+            self._numpy_texts += len(texts)
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            for at in range(0, len(order), NUMPY_BATCH):
+                idx = order[at:at + NUMPY_BATCH]
+                out[idx] = self._small.encode([texts[i] for i in idx], threads=os.cpu_count() or 1)
+            return out
+        torch, tokenizer, model = self.load_transformers()
         ids = tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         with self._lock, torch.inference_mode():

