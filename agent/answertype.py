@@ -12,7 +12,8 @@ answer, using spaCy's small English pipeline (en_core_web_sm, shipped in the
 - "when / in what year ..." needs a date or time, or a temporal phrase ("during the Roman Empire");
 - "who is the <role> / what is the name of the <role>" needs a person's name the question does not contain.
 
-Other questions pass: their answers ("why", "what did he say") have no type a tagger can check.
+Other questions pass: their answers ("why", "what did he say") have no type a tagger can check. A why-
+question's answer is a reason, so a bare number or date is not one (`not_a_reason`).
 
 >>> expected("How many civilians died in the fighting?"), expected("What is it called when people rebel?")
 ('number', '')
@@ -33,7 +34,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from agent.text import has_number, has_time, new_words, proper_nouns, stem, tokens, word_set, words
+from agent.text import STOPWORDS, has_number, has_time, new_words, proper_nouns, stem, tokens, word_set, words
 from citeqa.errors import ConfigError
 from citeqa.imports import without_torch
 
@@ -45,6 +46,7 @@ _NUMBER_Q = re.compile(r"\bhow (many|much|long|far|old|often|large|big|tall|high
 # "when" opens the question ("When did...", "And when..."); "What is it called when..." is not a time question.
 _TIME_Q = re.compile(r"^(\w+ )?when\b|\b(what|which) (year|date|day|month|time|century|decade|calendar date)\b", re.I)
 _PERSON_Q = re.compile(r"\b(name of the|who (is|was|are|were) the)\b", re.I)
+_REASON_Q = re.compile(r"^(\w+ )?(why|how come)\b", re.I)
 _AGENT_Q = re.compile(r"\bwho(m|se)?\b", re.I)
 _PLACE_Q = re.compile(r"\bwhere\b", re.I)
 _GROUP = re.compile(r"\b(group|army|forces|fighters|government|agency|coalition|militia|people|officials?)\b", re.I)
@@ -150,3 +152,17 @@ def holds_answer(question: str, text: str, kind: str | None = None) -> bool:
     if kind == "time":
         return bool(labels & TIME_LABELS) or has_time(novel) or bool(_TIME_PHRASE.search(text))
     return any(_is_name(e) for e in new)
+
+
+def not_a_reason(question: str, phrase: str) -> bool:
+    """Is `phrase` (the reader's span) no answer to a why-question: nothing but a number or a date?
+
+    >>> not_a_reason("Why was the lighthouse built?", "1887"), not_a_reason("Why was it built?", "after a wreck")
+    (True, False)
+    >>> not_a_reason("Why did it close?", "in 1931"), not_a_reason("When was it built?", "1887")
+    (True, False)
+    """
+    if not _REASON_Q.search(question.strip()):
+        return False
+    said = [w for w in words(phrase) if w.lower() not in STOPWORDS]
+    return bool(said) and all(w[0].isdigit() or has_time(w) for w in said)

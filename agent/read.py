@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.answertype import not_a_reason
 from agent.retrieve import Sentence
 
 SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
@@ -84,8 +85,8 @@ def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sent
         sentence, at = _holder(group, r.start)
         lo, hi = max(0, r.start - at), min(len(sentence.text), r.end - at)
         phrase = tidy(sentence.text[lo:hi]) if hi > lo else ""
-        if len(phrase) > SHORT_SHARE * len(sentence.text):
-            phrase = ""
+        if len(phrase) > SHORT_SHARE * len(sentence.text) or not_a_reason(question, phrase):
+            phrase = ""  # the sentence is the answer (the reader's date is no reason for a why-question)
         if sentence.id not in best or r.prob > best[sentence.id].prob:
             best[sentence.id] = Pick(sentence, phrase, r.prob, group)
     return sorted(best.values(), key=lambda p: -p.prob)

@@ -82,6 +82,23 @@ def test_question_about_a_place_no_document_covers_is_refused(tmp_path: Path) ->
     assert agent.ask("Who designed the theatre of Nantes?").short_answer == "Mathurin Crucy"
 
 
+def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Path) -> None:
+    """The reader reads "1887" for "Why was the lighthouse built?"; a year is no reason, so the answer is the
+    cited sentence alone."""
+    from index import ingest
+    from citeqa.config import Config
+
+    light = tmp_path / "light.txt"
+    light.write_text("The Marrow Island Lighthouse stands on the northern tip of Marrow Island. It was built in "
+                     "1887 by Thomas Grady, after the steamer Albion sank on the nearby reef.\n")
+    ingest.add([light], Config.resolve(), progress=False)
+    agent = Agent()
+    why, when = agent.ask("Why was the lighthouse built?"), agent.ask("When was the lighthouse built?")
+    assert not why.refused and "Albion" in why.citations[0].text
+    assert why.short_answer is None or not why.short_answer.isdigit(), why.short_answer
+    assert when.short_answer == "1887"
+
+
 @pytest.mark.parametrize("question", [
     "How many journalists were wounded near al-Qaim?",  # the closest sentence counts air strikes
     "Who is the mayor of al-Bukamal?",                  # no person is named near al-Bukamal
