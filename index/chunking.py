@@ -67,6 +67,10 @@ _ABBREV = {
 # digit or opening quote.
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 _LINE = re.compile(r"[^\n]+")
+# Markup that opens a line of a Markdown or plain-text document and is not part of its sentence: a
+# heading's hashes, a quote's ">", a bullet, a list item's number ("3." or "3)") before a capital. A
+# number before a lower-case word is text: in "O\n3) is usually known as ozone" the line break split "O3".
+_LINE_MARKUP = re.compile(r"\s*(?:(?:#{1,6}|>|[-*+•])(?=\s)|\d{1,2}[.)](?=\s+[A-Z]))\s*")
 
 
 def _is_abbreviation(line: str, dot: int) -> bool:
@@ -80,13 +84,20 @@ def _is_abbreviation(line: str, dot: int) -> bool:
 
 
 def split_sentences(text: str) -> list[Span]:
-    """Sentences with offsets; line breaks always end a sentence (titles, list items). A sentence does
-    not end inside a curly quotation that it opened. Linear in the text, however long its lines."""
+    """Sentences with offsets; line breaks always end a sentence (titles, list items), and the markup
+    that opens a line (`_LINE_MARKUP`) is left out of it. A sentence does not end inside a curly
+    quotation that it opened. Linear in the text, however long its lines.
+
+    >>> [s.text for s in split_sentences("# Quick guide\\n1. Plug it in. Wait.\\n- hold reset for 12 s.\\n3) is ozone.")]
+    ['Quick guide', 'Plug it in.', 'Wait.', 'hold reset for 12 s.', '3) is ozone.']
+    """
     spans: list[Span] = []
     for line in _LINE.finditer(text):
-        body, base, start = line.group(), line.start(), 0
-        seen, open_quotes = 0, 0  # curly quotes still open between `start` and `seen`
-        for m in _END.finditer(body):
+        body, base = line.group(), line.start()
+        markup = _LINE_MARKUP.match(body)
+        start = markup.end() if markup else 0
+        seen, open_quotes = start, 0  # curly quotes still open between `start` and `seen`
+        for m in _END.finditer(body, start):
             open_quotes += body.count("“", seen, m.end()) - body.count("”", seen, m.end())
             seen = m.end()
             if _is_abbreviation(body, m.start()) or open_quotes > 0:

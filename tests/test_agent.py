@@ -99,6 +99,25 @@ def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Pat
     assert when.short_answer == "1887"
 
 
+def test_markdown_markup_is_not_part_of_a_cited_sentence(tmp_path: Path) -> None:
+    """A heading's hashes and a list item's number are markup: neither the short answer nor the cited span
+    holds them, and the span still points at the source's characters."""
+    from index import ingest
+    from citeqa.config import Config
+
+    guide = tmp_path / "guide.md"
+    guide.write_text("# Nordlink R7 Router: Quick Guide\n\n## Resetting\n\n1. Hold the recessed reset button for "
+                     "12 seconds.\n2. Wait until the light turns green.\n")
+    ingest.add([guide], Config.resolve(), progress=False)
+    agent = Agent()
+    name, hold = agent.ask("What is the router's model name?"), agent.ask("How long do I hold the reset button?")
+    assert name.short_answer and "Nordlink R7" in name.short_answer and "#" not in name.answer, name.answer
+    assert hold.short_answer == "12 seconds", hold.answer
+    text = guide.read_text()
+    for c in name.citations + hold.citations:
+        assert text[c.start_char:c.end_char] == c.text and c.text[0].isalpha(), c
+
+
 @pytest.mark.parametrize("question", [
     "How many journalists were wounded near al-Qaim?",  # the closest sentence counts air strikes
     "Who is the mayor of al-Bukamal?",                  # no person is named near al-Bukamal
