@@ -77,35 +77,57 @@ def _show(answer, as_json: bool) -> None:
         print(f"\n[{c.n}] {c.doc_id}{page} chars {c.start_char}-{c.end_char} (score {c.score:.2f})\n    {c.text}")
 
 
+def read_batch(path: Path) -> list[tuple[object, str, list[dict]]]:
+    """(id, question, history) for each line of a batch file, every line checked before any is asked, so
+    a bad line 50 costs no answers. A line is a JSON object {"id", "question", "history"} or, when it does
+    not start with "{", the question itself (its id is its line number). Blank lines are skipped.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "q.txt"
+    >>> _ = f.write_text('Who retook the town?\\n\\n{"id": "q2", "question": "When?"}\\n')
+    >>> read_batch(f)
+    [(1, 'Who retook the town?', []), ('q2', 'When?', [])]
+    """
+    from agent.inputs import check_history
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read the batch file {path}: {exc.strerror}",
+                         fix="pass a file with one question, or one JSON object, per line") from None
+    except UnicodeDecodeError:
+        raise InputError(f"the batch file {path} is not UTF-8", fix="save it as UTF-8") from None
+    items = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            items.append((line_no, line.strip(), []))
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                raise ValueError("no string \"question\"")
+            history = check_history(item.get("history"))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise InputError(f"{path}:{line_no} is not a JSON object with a \"question\" ({exc})",
+                             fix='write lines like {"id": "q1", "question": "...", "history": []}, '
+                                 'or the question alone') from None
+        except InputError as exc:
+            raise InputError(f"{path}:{line_no}: {exc.message}", fix=exc.fix) from None
+        items.append((item.get("id", line_no), item["question"], history))
+    if not items:
+        raise InputError(f"the batch file {path} holds no question",
+                         fix="write one question, or one JSON object, per line")
+    return items
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from agent import Agent
-    from agent.inputs import check_history
 
     agent = Agent(config=_config(args))
     if args.batch:
-        try:
-            lines = Path(args.batch).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InputError(f"cannot read the batch file {args.batch}: {exc.strerror}",
-                             fix="pass a .jsonl file with one JSON object per line") from None
-        except UnicodeDecodeError:
-            raise InputError(f"the batch file {args.batch} is not UTF-8", fix="save it as UTF-8") from None
-        for line_no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or not isinstance(item.get("question"), str):
-                    raise ValueError("no string \"question\"")
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                raise InputError(f"{args.batch}:{line_no} is not a JSON object with a \"question\" ({exc})",
-                                 fix='write lines like {"id": "q1", "question": "...", "history": []}') from None
-            try:
-                history = check_history(item.get("history"))
-            except InputError as exc:
-                raise InputError(f"{args.batch}:{line_no}: {exc.message}", fix=exc.fix) from None
-            answer = agent.ask(item["question"], history=history, docs=args.doc)
-            _print_json({"id": item.get("id", line_no), **answer.to_dict()})
+        for item_id, question, history in read_batch(Path(args.batch)):
+            _print_json({"id": item_id, **agent.ask(question, history=history, docs=args.doc).to_dict()})
         return 0
     if not args.question:
         raise InputError("no question given", fix='run `citeqa ask "QUESTION"` or `citeqa ask --batch FILE.jsonl`')
@@ -194,7 +216,8 @@ def parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", parents=[common, backend], help="answer a question with citations")
     ask.add_argument("question", nargs="?")
     ask.add_argument("--json", action="store_true", help="print Answer.to_dict() as JSON")
-    ask.add_argument("--batch", metavar="FILE.jsonl", help='lines {"id", "question", "history"}; one JSON answer each')
+    ask.add_argument("--batch", metavar="FILE", help='one question per line, or {"id", "question", "history"} '
+                     'JSON lines; one JSON answer per line')
     ask.add_argument("--doc", action="append", metavar="DOC_ID",
                      help="search only this document (repeatable; ids from `citeqa index list`)")
     ask.set_defaults(func=cmd_ask)

@@ -386,6 +386,14 @@ def test_cli_ask_json_and_batch(indexed, tmp_path, capsys) -> None:
     assert main(["ask", "--batch", str(batch)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["id"] for x in lines] == ["q1", "q2"] and "five" in lines[1]["answer"]
+    batch.write_text("Who retook the al-Hamdan airbase?\n\n{\"id\": \"q3\", \"question\": \"When?\", \"history\": 7}\n")
+    assert main(["ask", "--batch", str(batch)]) == 1  # every line is checked before any is asked
+    err = capsys.readouterr()
+    assert err.out == "" and f"{batch}:3" in err.err and "Fix:" in err.err
+    batch.write_text("Who retook the al-Hamdan airbase?\n")  # a plain line is the question, its id its line number
+    assert main(["ask", "--batch", str(batch)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["id"] == 1 and "ISIL" in plain["short_answer"]
     assert main(["ask", "--backend", "nope", "x"]) == 2
     assert "Fix:" in capsys.readouterr().err
 
