@@ -398,6 +398,21 @@ def test_cli_ask_json_and_batch(indexed, tmp_path, capsys) -> None:
     assert "Fix:" in capsys.readouterr().err
 
 
+def test_cli_batch_piped_into_a_reader_that_stops_early_exits_quietly(indexed, tmp_path) -> None:
+    """`citeqa ask --batch q.txt | head -1`: the closed pipe ends the run without a traceback."""
+    import subprocess
+    import sys
+
+    batch = tmp_path / "q.txt"
+    batch.write_text("Who retook the al-Hamdan airbase?\n" * 40)
+    proc = subprocess.Popen([sys.executable, "-m", "citeqa.cli", "ask", "--batch", str(batch)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["id"] == 1
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
 def test_agent_code_contains_no_eval_question_text() -> None:
     """Never special-case eval questions: no question of any eval set appears in the answering code."""
     root = Path(__file__).resolve().parent.parent
