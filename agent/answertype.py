@@ -104,14 +104,14 @@ _PARSING = threading.Lock()  # one parse at a time: the chat answers from severa
 
 
 @lru_cache(maxsize=4096)
-def _parse(text: str) -> Any:
+def parse(text: str) -> Any:
     with _PARSING:
         return _nlp()(text)
 
 
 def counted_noun(question: str) -> str | None:
     """The noun a "how many" question counts: "How many US soldiers took part?" -> "soldiers"."""
-    for tok in _parse(question):
+    for tok in parse(question):
         if tok.lower_ == "many" and tok.dep_ == "amod" and tok.head.pos_ in ("NOUN", "PROPN"):
             return tok.head.text
     return None
@@ -120,10 +120,10 @@ def counted_noun(question: str) -> str | None:
 def _new_entities(question: str, text: str) -> list[Any]:
     """Entities of `text` that the question does not already name."""
     asked = word_set(question)
-    return [e for e in _parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
+    return [e for e in parse(text).ents if not all(w.lower() in asked for w in words(e.text))]
 
 
-def _is_name(entity: Any) -> bool:
+def is_person_name(entity: Any) -> bool:
     return entity.label_ == "PERSON" and entity.text[:1].isupper()  # the small model tags "al-Tanf" PERSON
 
 
@@ -133,7 +133,7 @@ def _counts_something_else(question: str, text: str) -> bool:
     if not noun or stem(noun) in tokens(text):
         return False
     asked = word_set(question)
-    heads = [tok.head for tok in _parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]
+    heads = [tok.head for tok in parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]
     return bool(heads) and all(h.pos_ in ("NOUN", "PROPN") and stem(h.text) != stem(noun) for h in heads)
 
 
@@ -151,7 +151,7 @@ def holds_answer(question: str, text: str, kind: str | None = None) -> bool:
         return found and not _counts_something_else(question, text)
     if kind == "time":
         return bool(labels & TIME_LABELS) or has_time(novel) or bool(_TIME_PHRASE.search(text))
-    return any(_is_name(e) for e in new)
+    return any(is_person_name(e) for e in new)
 
 
 def not_a_reason(question: str, phrase: str) -> bool:

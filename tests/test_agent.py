@@ -99,6 +99,32 @@ def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Pat
     assert when.short_answer == "1887"
 
 
+def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path: Path) -> None:
+    """The chat passes the agent's own answer as history; "she", "it" and "that town" are read as the
+    person, the thing and the place of the previous turn, and `query` shows the question as read."""
+    from index import ingest
+    from citeqa.config import Config
+
+    doc = tmp_path / "orchard.txt"
+    doc.write_text("The Kestrel Valley Orchard was founded in 1952 by Ruth Abbott. She planted 400 apple trees on "
+                   "the slopes above Dunmore.\n\nThe town of Dunmore lies on the river Esk, 30 km north of Halden. "
+                   "Its market is held every Saturday.\n")
+    ingest.add([doc], Config.resolve(), progress=False)
+    agent = Agent()
+
+    def follow(first: str, then: str):
+        before = agent.ask(first)
+        return agent.ask(then, history=[{"role": "user", "content": first},
+                                        {"role": "assistant", "content": before.answer}])
+
+    when = follow("Who founded the Kestrel Valley Orchard?", "When did she found it?")
+    assert when.query == "When did Ruth Abbott found the Kestrel Valley Orchard?" and when.short_answer == "1952"
+    river = follow("Where were the apple trees planted?", "Which river is that town on?")
+    assert river.query == "Which river is Dunmore on?" and "Esk" in river.short_answer, river.answer
+    market = follow("Which town lies on the river Esk?", "When is its market held?")
+    assert "Saturday" in market.short_answer, (market.query, market.answer)
+
+
 def test_markdown_markup_is_not_part_of_a_cited_sentence(tmp_path: Path) -> None:
     """A heading's hashes and a list item's number are markup: neither the short answer nor the cited span
     holds them, and the span still points at the source's characters."""
