@@ -18,11 +18,13 @@ takes the selection's sentences and anything with `read(question, passages) -> [
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from agent.answertype import not_a_reason
 from agent.retrieve import Sentence
 
+_MARKUP = re.compile(r"^(?:#{1,6}|>|[-*+•])\s+")  # a heading's or list item's markup that opens a span
 SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
 _PAIRS = {'"': '"', "“": "”", "‘": "’", "(": ")", "[": "]"}
 _ABBREVIATIONS = {"co", "corp", "inc", "ltd", "bros", "jr", "sr", "st", "dr", "mr", "mrs", "ms", "mt", "ft",
@@ -48,15 +50,18 @@ def _holder(window: list[Sentence], start: int) -> tuple[Sentence, int]:
 
 
 def tidy(phrase: str) -> str:
-    """The span as an answer phrase: without the sentence's closing punctuation (an abbreviation's
-    full stop stays) or a quote or bracket whose partner the span left out.
+    """The span as an answer phrase: without the markup that opened its line (a Markdown heading's
+    hashes, a bullet), the sentence's closing punctuation (an abbreviation's full stop stays) or a
+    quote or bracket whose partner the span left out.
 
     >>> tidy('help preserve tolerance.'), tidy('shock"'), tidy('(OAPEC'), tidy('Washington, D.C.')
     ('help preserve tolerance', 'shock', 'OAPEC', 'Washington, D.C.')
     >>> tidy('"The Mask of Anarchy"'), tidy('Acme Co.'), tidy('in 1973;'), tidy('the USA.')
     ('"The Mask of Anarchy"', 'Acme Co.', 'in 1973', 'the USA')
+    >>> tidy('# Nordlink R7'), tidy('- 12 seconds'), tidy('-5 degrees')
+    ('Nordlink R7', '12 seconds', '-5 degrees')
     """
-    s = phrase.strip()
+    s = _MARKUP.sub("", phrase.strip())
     while True:
         before = s
         s = s.rstrip(",;:").rstrip()

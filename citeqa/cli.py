@@ -81,7 +81,7 @@ def _show(answer, as_json: bool) -> None:
 def read_batch(path: Path) -> list[tuple[object, str, list[dict]]]:
     """(id, question, history) for each line of a batch file, every line checked before any is asked, so
     a bad line 50 costs no answers. A line is a JSON object {"id", "question", "history"} or, when it does
-    not start with "{", the question itself (its id is its line number). Blank lines are skipped.
+    not start with "{" or "[", the question itself (its id is its line number). Blank lines are skipped.
 
     >>> import tempfile; f = Path(tempfile.mkdtemp()) / "q.txt"
     >>> _ = f.write_text('Who retook the town?\\n\\n{"id": "q2", "question": "When?"}\\n')
@@ -101,7 +101,7 @@ def read_batch(path: Path) -> list[tuple[object, str, list[dict]]]:
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        if not line.lstrip().startswith("{"):
+        if not line.lstrip().startswith(("{", "[")):
             items.append((line_no, line.strip(), []))
             continue
         try:

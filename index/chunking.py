@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def _tiktoken_cache() -> None:
@@ -67,9 +67,10 @@ _ABBREV = {
 # digit or opening quote.
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 _LINE = re.compile(r"[^\n]+")
-# Markup that opens a line of a Markdown or plain-text document and is not part of its sentence: a
-# heading's hashes, a quote's ">", a bullet, a list item's number ("3." or "3)") before a capital. A
-# number before a lower-case word is text: in "O\n3) is usually known as ozone" the line break split "O3".
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+# Markup that opens a line of a Markdown or plain-text document (a heading's hashes, a quote's ">", a
+# bullet, a list item's number before a capital): such a line starts anew, however the line before it
+# ends. The markup stays in the sentence: `agent.injection` reads "### Instruction:" as a chat template's.
 _LINE_MARKUP = re.compile(r"\s*(?:(?:#{1,6}|>|[-*+•])(?=\s)|\d{1,2}[.)](?=\s+[A-Z]))\s*")
 
 
@@ -83,21 +84,50 @@ def _is_abbreviation(line: str, dot: int) -> bool:
     return w in _ABBREV or (len(w) == 1 and w.isalpha())
 
 
-def split_sentences(text: str) -> list[Span]:
-    """Sentences with offsets; line breaks always end a sentence (titles, list items), and the markup
-    that opens a line (`_LINE_MARKUP`) is left out of it. A sentence does not end inside a curly
-    quotation that it opened. Linear in the text, however long its lines.
+def _wrapped(line: str, after: str, width: int) -> bool:
+    """Is the break between two lines of one paragraph a hard wrap (the sentence goes on)? Not after a
+    sentence's end or a heading, nor before a list item; yes before a lower-case or indented word, or
+    after a line nearly as long as the paragraph's longest (a title or a short list line is not)."""
+    a, b = line.strip(), after.strip()
+    if _SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after):
+        return False
+    return b[:1].islower() or after[:1].isspace() or (width >= 40 and len(a) >= 0.6 * width)
 
-    >>> [s.text for s in split_sentences("# Quick guide\\n1. Plug it in. Wait.\\n- hold reset for 12 s.\\n3) is ozone.")]
-    ['Quick guide', 'Plug it in.', 'Wait.', 'hold reset for 12 s.', '3) is ozone.']
+
+def _lines(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each line, with the lines of a hard-wrapped paragraph (a PDF's, a text file's
+    wrapped at 72 columns) joined where `_wrapped` says the sentence goes on."""
+    lines = [m for m in _LINE.finditer(text) if m.group().strip()]
+    i = 0
+    while i < len(lines):
+        k = i  # the paragraph: lines i..k, one line break apart
+        while k + 1 < len(lines) and lines[k + 1].start() == lines[k].end() + 1:
+            k += 1
+        width = max(len(m.group().strip()) for m in lines[i:k + 1])
+        start = lines[i].start()
+        for a, b in zip(lines[i:k], lines[i + 1:k + 1]):
+            if not _wrapped(a.group(), b.group(), width):
+                yield start, a.end()
+                start = b.start()
+        yield start, lines[k].end()
+        i = k + 1
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentences with offsets. A line break ends a sentence (titles, list items) unless it only wraps
+    the line (`_wrapped`). A sentence does not end inside a curly quotation that it opened. Linear in
+    the text, however long its lines.
+
+    >>> [s.text for s in split_sentences("# Quick guide\\nPlug it in and wait\\n- hold reset for 12 s.")]
+    ['# Quick guide', 'Plug it in and wait', '- hold reset for 12 s.']
+    >>> [s.text for s in split_sentences("Opening hours\\nThe ferry to Halden carries up to 180\\npassengers. It runs daily.")]
+    ['Opening hours', 'The ferry to Halden carries up to 180\\npassengers.', 'It runs daily.']
     """
     spans: list[Span] = []
-    for line in _LINE.finditer(text):
-        body, base = line.group(), line.start()
-        markup = _LINE_MARKUP.match(body)
-        start = markup.end() if markup else 0
-        seen, open_quotes = start, 0  # curly quotes still open between `start` and `seen`
-        for m in _END.finditer(body, start):
+    for lo, hi in _lines(text):
+        body, base, start = text[lo:hi], lo, 0
+        seen, open_quotes = 0, 0  # curly quotes still open between `start` and `seen`
+        for m in _END.finditer(body):
             open_quotes += body.count("“", seen, m.end()) - body.count("”", seen, m.end())
             seen = m.end()
             if _is_abbreviation(body, m.start()) or open_quotes > 0:

@@ -125,9 +125,9 @@ def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path
     assert "Saturday" in market.short_answer, (market.query, market.answer)
 
 
-def test_markdown_markup_is_not_part_of_a_cited_sentence(tmp_path: Path) -> None:
-    """A heading's hashes and a list item's number are markup: neither the short answer nor the cited span
-    holds them, and the span still points at the source's characters."""
+def test_markdown_markup_is_not_part_of_a_short_answer(tmp_path: Path) -> None:
+    """A heading's hashes are markup: the short answer leaves them out, and the cited span is the source's
+    own characters (hashes included: `agent.injection` reads "### Instruction:" by them)."""
     from index import ingest
     from citeqa.config import Config
 
@@ -137,11 +137,11 @@ def test_markdown_markup_is_not_part_of_a_cited_sentence(tmp_path: Path) -> None
     ingest.add([guide], Config.resolve(), progress=False)
     agent = Agent()
     name, hold = agent.ask("What is the router's model name?"), agent.ask("How long do I hold the reset button?")
-    assert name.short_answer and "Nordlink R7" in name.short_answer and "#" not in name.answer, name.answer
-    assert hold.short_answer == "12 seconds", hold.answer
+    assert name.short_answer and "Nordlink R7" in name.short_answer and "#" not in name.short_answer, name.answer
+    assert name.answer.startswith(name.short_answer) and hold.short_answer == "12 seconds", hold.answer
     text = guide.read_text()
     for c in name.citations + hold.citations:
-        assert text[c.start_char:c.end_char] == c.text and c.text[0].isalpha(), c
+        assert text[c.start_char:c.end_char] == c.text, c
 
 
 @pytest.mark.parametrize("question", [

@@ -46,6 +46,20 @@ def test_sentence_splitter_keeps_quotes_and_abbreviations() -> None:
         "“The attack failed. They lost,” said Dr. Smith of the U.S. Army.", "Then 3.5 km on."]
 
 
+def test_a_hard_wrapped_text_has_the_sentences_of_its_unwrapped_text() -> None:
+    """The article wrapped at 72 columns (a space turned into a line break, so offsets stay) splits into
+    the same sentences; its title line and a list of short lines still end where they end."""
+    import textwrap
+
+    text = ARTICLE.read_text(encoding="utf-8")
+    wrapped = "\n\n".join(textwrap.fill(p, 72, break_long_words=False, break_on_hyphens=False)
+                          for p in text.split("\n\n"))
+    assert len(wrapped) == len(text) and wrapped != text
+    assert [(s.start, s.end) for s in split_sentences(wrapped)] == [(s.start, s.end) for s in split_sentences(text)]
+    assert [s.text for s in split_sentences("Present\nAiko Tanaka\nBruno Lenz\n")] == ["Present", "Aiko Tanaka",
+                                                                                        "Bruno Lenz"]
+
+
 def test_index_add_is_incremental_and_records_match_manifest() -> None:
     cfg = Config.resolve()
     first = ingest.add([ARTICLE, SQUAD_DOCS / "Oxygen.txt"], cfg, progress=False)
@@ -169,6 +183,17 @@ def test_pdf_sentences_carry_their_page_in_chroma(tmp_path: Path) -> None:
     plain.write_text("No pages here.")
     ingest.add([plain], cfg, progress=False)
     assert all("page" not in meta for _, _, meta in all_records(store, "sents") if meta["doc_id"] == "notes.txt")
+
+
+def test_a_pdf_sentence_wrapped_over_two_lines_is_cited_whole(tmp_path: Path) -> None:
+    from agent import Agent
+
+    path = text_pdf(tmp_path / "ferry.pdf", [["Timetable", "The Marrow Island ferry carries up to 180",
+                                              "passengers and 30 cars. It sails twice a day."]])
+    ingest.add([path], Config.resolve(), progress=False)
+    answer = Agent().ask("How many passengers does the ferry carry?")
+    assert answer.short_answer and "180" in answer.short_answer, answer.answer
+    assert " ".join(answer.citations[0].text.split()) == "The Marrow Island ferry carries up to 180 passengers and 30 cars."
 
 
 def test_docx_is_indexed_with_offsets_into_its_text(tmp_path: Path) -> None:

@@ -329,11 +329,11 @@ def test_20000_character_question_is_truncated_and_answered(home: Path, capsys) 
 
 def test_malformed_batch_line(home: Path, tmp_path: Path, capsys) -> None:
     batch = tmp_path / "q.jsonl"
-    batch.write_text('{"id": "ok", "question": "Who retook the al-Hamdan airbase?"}\nnot json at all\n')
+    batch.write_text('{"id": "ok", "question": "Who retook the al-Hamdan airbase?"}\n{"id": "bad", "question": \n')
     rc, out, err = run_cli(capsys, "ask", "--batch", str(batch))
     assert_clean(rc, err, 1)
     assert "q.jsonl:2 is not a JSON object" in err
-    assert json.loads(out.splitlines()[0])["id"] == "ok"  # the good line before it was answered
+    assert out == ""  # every line is checked before the first is asked
 
 
 @pytest.mark.parametrize("case", ["missing-file", "directory", "json-array-line", "number-question", "not-utf8"])
