@@ -67,6 +67,7 @@ _ABBREV = {
 # digit or opening quote.
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 _LINE = re.compile(r"[^\n]+")
+_LABEL = re.compile(r"\W*[A-Z][A-Za-z]*\s*:")  # "Note:", "SYSTEM:" opening a line
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
 # Markup that opens a line of a Markdown or plain-text document (a heading's hashes, a quote's ">", a
 # bullet, a list item's number before a capital): such a line starts anew, however the line before it
@@ -86,10 +87,11 @@ def _is_abbreviation(line: str, dot: int) -> bool:
 
 def _wrapped(line: str, after: str, width: int) -> bool:
     """Is the break between two lines of one paragraph a hard wrap (the sentence goes on)? Not after a
-    sentence's end or a heading, nor before a list item; yes before a lower-case or indented word, or
+    sentence's end or a heading, nor before a list item or a label ("Note:", "SYSTEM:", which
+    `agent.injection` reads as a role marker only where it opens a sentence); yes before a lower-case or indented word, or
     after a line nearly as long as the paragraph's longest (a title or a short list line is not)."""
     a, b = line.strip(), after.strip()
-    if _SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after):
+    if _SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after) or _LABEL.match(b):
         return False
     return b[:1].islower() or after[:1].isspace() or (width >= 40 and len(a) >= 0.6 * width)
 
