@@ -46,6 +46,7 @@ _NUMBER_Q = re.compile(r"\bhow (many|much|long|far|old|often|large|big|tall|high
 # "when" opens the question ("When did...", "And when..."); "What is it called when..." is not a time question.
 _TIME_Q = re.compile(r"^(\w+ )?when\b|\b(what|which) (year|date|day|month|time|century|decade|calendar date)\b", re.I)
 _PERSON_Q = re.compile(r"\b(name of the|who (is|was|are|were) the)\b", re.I)
+_FREQUENCY = re.compile(r"\b(once|twice|thrice)\b", re.I)
 _REASON_Q = re.compile(r"^(\w+ )?(why|how come)\b", re.I)
 _AGENT_Q = re.compile(r"\bwho(m|se)?\b", re.I)
 _PLACE_Q = re.compile(r"\bwhere\b", re.I)
@@ -128,9 +129,16 @@ def is_person_name(entity: Any) -> bool:
 
 
 def _counts_something_else(question: str, text: str) -> bool:
-    """Every new number in `text` counts a noun other than the one the question counts."""
+    """Every new number in `text` counts a noun other than the one the question counts ("once",
+    "twice" and "thrice" count times).
+
+    >>> _counts_something_else("How many times was it renewed?", "It lasts three weeks and was renewed twice.")
+    False
+    >>> _counts_something_else("How many times was it renewed?", "It lasts three weeks.")
+    True
+    """
     noun = counted_noun(question)
-    if not noun or stem(noun) in tokens(text):
+    if not noun or stem(noun) in tokens(text) or stem(noun) == "time" and _FREQUENCY.search(text):
         return False
     asked = word_set(question)
     heads = [tok.head for tok in parse(text) if tok.pos_ == "NUM" and tok.lower_ not in asked]

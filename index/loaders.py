@@ -84,7 +84,7 @@ def _wide_encoding(raw: bytes) -> str | None:
 
 
 class _VisibleText(html.parser.HTMLParser):
-    _HIDDEN = {"script", "style", "head", "template", "noscript", "svg"}
+    _HIDDEN = {"script", "style", "head", "template", "noscript", "svg", "nav"}  # nav: a site's menu, not its text
     _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
               "article", "header", "footer", "blockquote", "pre", "title", "ul", "ol", "table"}
 

@@ -125,6 +125,19 @@ def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path
     assert "Saturday" in market.short_answer, (market.query, market.answer)
 
 
+def test_how_many_times_is_answered_by_twice(tmp_path: Path) -> None:
+    """"twice" counts times: the answer-type check no longer refuses it as a count of the weeks beside it."""
+    from index import ingest
+    from citeqa.config import Config
+
+    doc = tmp_path / "handbook.txt"
+    doc.write_text("Members may borrow up to eight books at a time. Loans last three weeks and can be renewed "
+                   "twice online.\n")
+    ingest.add([doc], Config.resolve(), progress=False)
+    answer = Agent().ask("How many times can a loan be renewed?")
+    assert not answer.refused and answer.short_answer and "twice" in answer.short_answer.lower(), answer.answer
+
+
 def test_markdown_markup_is_not_part_of_a_short_answer(tmp_path: Path) -> None:
     """A heading's hashes are markup: the short answer leaves them out, and the cited span is the source's
     own characters (hashes included: `agent.injection` reads "### Instruction:" by them)."""

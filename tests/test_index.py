@@ -159,7 +159,8 @@ def test_bad_collection_name_and_loader_errors(tmp_path: Path) -> None:
 def test_html_loader_keeps_visible_text_only(tmp_path: Path) -> None:
     page = tmp_path / "p.html"
     page.write_text("<html><head><title>T</title><script>var x=1;</script></head>"
-                    "<body><h1>Heading</h1><p>First para.</p><style>p{}</style><p>Second &amp; last.</p></body></html>")
+                    "<body><nav><a href='/'>Home</a> | <a href='/sport'>Sport</a></nav><h1>Heading</h1><p>First "
+                    "para.</p><style>p{}</style><p>Second &amp; last.</p></body></html>")
     assert load_file(page).text == "Heading\n\nFirst para.\n\nSecond & last."
 
 
