@@ -144,6 +144,8 @@ def resolve(question: str, prev_q: str, prev_a: str) -> str:
     >>> resolve("What is it called when people rebel?", "Who led the revolt?", "Spartacus. [1] ...")
     'What is it called when people rebel?'
     """
+    if not _REF.search(question) or _EXPLETIVE.search(question):
+        return question  # nothing to resolve: no spaCy parse of the turn
     phrase, answer = answer_phrase(prev_a), MARKER.sub("", prev_a)
     person = next(filter(None, map(_person, (phrase, prev_q, answer))), "")
     asked_which = expected(prev_q) in ("agent", "person", "") and not _WHERE_HOW.match(prev_q)
@@ -173,7 +175,7 @@ def resolve(question: str, prev_q: str, prev_a: str) -> str:
             return to + ("’s" if "’" in question else "'s")  # "her warranty", not "ask her"
         return to
 
-    return question if _EXPLETIVE.search(question) else _REF.sub(swap, question)
+    return _REF.sub(swap, question)
 
 
 def condense(question: str, history: list[dict] | None) -> tuple[str, str]:

@@ -88,8 +88,9 @@ def _is_abbreviation(line: str, dot: int) -> bool:
 def _wrapped(line: str, after: str, width: int) -> bool:
     """Is the break between two lines of one paragraph a hard wrap (the sentence goes on)? Not after a
     sentence's end or a heading, nor before a list item or a label ("Note:", "SYSTEM:", which
-    `agent.injection` reads as a role marker only where it opens a sentence); yes before a lower-case or indented word, or
-    after a line nearly as long as the paragraph's longest (a title or a short list line is not)."""
+    `agent.injection` reads as a role marker only where it opens a sentence); yes before a lower-case or
+    indented word, or after a line nearly as long as the paragraph's longest (a title or a short list
+    line is not)."""
     a, b = line.strip(), after.strip()
     if _SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after) or _LABEL.match(b):
         return False
@@ -122,7 +123,8 @@ def split_sentences(text: str) -> list[Span]:
 
     >>> [s.text for s in split_sentences("# Quick guide\\nPlug it in and wait\\n- hold reset for 12 s.")]
     ['# Quick guide', 'Plug it in and wait', '- hold reset for 12 s.']
-    >>> [s.text for s in split_sentences("Opening hours\\nThe ferry to Halden carries up to 180\\npassengers. It runs daily.")]
+    >>> wrapped = "Opening hours\\nThe ferry to Halden carries up to 180\\npassengers. It runs daily."
+    >>> [s.text for s in split_sentences(wrapped)]
     ['Opening hours', 'The ferry to Halden carries up to 180\\npassengers.', 'It runs daily.']
     """
     spans: list[Span] = []

@@ -32,6 +32,18 @@ def check_citations(answer) -> None:
         assert markers, f"answer sentence without a citation: {claim!r}"
 
 
+def indexed_texts(tmp_path: Path, docs: dict[str, str]) -> dict[str, Path]:
+    """Write `docs` (file name -> text) into `tmp_path` and index them into the test's CITEQA_HOME."""
+    from index import ingest
+    from citeqa.config import Config
+
+    paths = {name: tmp_path / name for name in docs}
+    for name, path in paths.items():
+        path.write_text(docs[name])
+    ingest.add(list(paths.values()), Config.resolve(), progress=False)
+    return paths
+
+
 def test_extractive_answers_who_with_the_recapture_sentence(indexed: Path) -> None:
     answer = Agent().ask("Who retook the al-Hamdan airbase?")
     assert not answer.refused and "ISIL" in answer.answer
@@ -67,14 +79,11 @@ def test_question_about_a_place_no_document_covers_is_refused(tmp_path: Path) ->
     """Issue 14's case: a question about one city's castle over another city's theatre. The reader alone
     reads the theatre sentence as a fair answer (P = 0.096 over its own threshold 0.063); the judge,
     which also weighs how close the passage is to the question, refuses it."""
-    from index import ingest
-    from citeqa.config import Config
-
-    theatre, ferry = tmp_path / "nantes.txt", tmp_path / "ferry.txt"
-    theatre.write_text("The theatre of Nantes was designed by Mathurin Crucy in 1788. It stands on the Place Graslin "
-                       "and seats about 800 people. The building was restored in the 1980s after a fire.\n")
-    ferry.write_text("The Marrow Island ferry carries up to 180 passengers. It was launched at the Brekke yard in 1987.\n")
-    ingest.add([theatre, ferry], Config.resolve(), progress=False)
+    indexed_texts(tmp_path, {
+        "nantes.txt": "The theatre of Nantes was designed by Mathurin Crucy in 1788. It stands on the Place Graslin "
+                      "and seats about 800 people. The building was restored in the 1980s after a fire.\n",
+        "ferry.txt": "The Marrow Island ferry carries up to 180 passengers. It was launched at the Brekke yard in "
+                     "1987.\n"})
     agent = Agent()
     for question in ("Who designed the castle of Lyon?", "When was the castle of Lyon built?"):
         answer = agent.ask(question)
@@ -85,13 +94,9 @@ def test_question_about_a_place_no_document_covers_is_refused(tmp_path: Path) ->
 def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Path) -> None:
     """The reader reads "1887" for "Why was the lighthouse built?"; a year is no reason, so the answer is the
     cited sentence alone."""
-    from index import ingest
-    from citeqa.config import Config
-
-    light = tmp_path / "light.txt"
-    light.write_text("The Marrow Island Lighthouse stands on the northern tip of Marrow Island. It was built in "
-                     "1887 by Thomas Grady, after the steamer Albion sank on the nearby reef.\n")
-    ingest.add([light], Config.resolve(), progress=False)
+    indexed_texts(tmp_path, {"light.txt": "The Marrow Island Lighthouse stands on the northern tip of Marrow Island. "
+                                          "It was built in 1887 by Thomas Grady, after the steamer Albion sank on "
+                                          "the nearby reef.\n"})
     agent = Agent()
     why, when = agent.ask("Why was the lighthouse built?"), agent.ask("When was the lighthouse built?")
     assert not why.refused and "Albion" in why.citations[0].text
@@ -102,14 +107,10 @@ def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Pat
 def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path: Path) -> None:
     """The chat passes the agent's own answer as history; "she", "it" and "that town" are read as the
     person, the thing and the place of the previous turn, and `query` shows the question as read."""
-    from index import ingest
-    from citeqa.config import Config
-
-    doc = tmp_path / "orchard.txt"
-    doc.write_text("The Kestrel Valley Orchard was founded in 1952 by Ruth Abbott. She planted 400 apple trees on "
-                   "the slopes above Dunmore.\n\nThe town of Dunmore lies on the river Esk, 30 km north of Halden. "
-                   "Its market is held every Saturday.\n")
-    ingest.add([doc], Config.resolve(), progress=False)
+    indexed_texts(tmp_path, {"orchard.txt": "The Kestrel Valley Orchard was founded in 1952 by Ruth Abbott. She "
+                                            "planted 400 apple trees on the slopes above Dunmore.\n\nThe town of "
+                                            "Dunmore lies on the river Esk, 30 km north of Halden. Its market is "
+                                            "held every Saturday.\n"})
     agent = Agent()
 
     def follow(first: str, then: str):
@@ -127,13 +128,8 @@ def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path
 
 def test_how_many_times_is_answered_by_twice(tmp_path: Path) -> None:
     """"twice" counts times: the answer-type check no longer refuses it as a count of the weeks beside it."""
-    from index import ingest
-    from citeqa.config import Config
-
-    doc = tmp_path / "handbook.txt"
-    doc.write_text("Members may borrow up to eight books at a time. Loans last three weeks and can be renewed "
-                   "twice online.\n")
-    ingest.add([doc], Config.resolve(), progress=False)
+    indexed_texts(tmp_path, {"handbook.txt": "Members may borrow up to eight books at a time. Loans last three "
+                                             "weeks and can be renewed twice online.\n"})
     answer = Agent().ask("How many times can a loan be renewed?")
     assert not answer.refused and answer.short_answer and "twice" in answer.short_answer.lower(), answer.answer
 
@@ -141,13 +137,9 @@ def test_how_many_times_is_answered_by_twice(tmp_path: Path) -> None:
 def test_markdown_markup_is_not_part_of_a_short_answer(tmp_path: Path) -> None:
     """A heading's hashes are markup: the short answer leaves them out, and the cited span is the source's
     own characters (hashes included: `agent.injection` reads "### Instruction:" by them)."""
-    from index import ingest
-    from citeqa.config import Config
-
-    guide = tmp_path / "guide.md"
-    guide.write_text("# Nordlink R7 Router: Quick Guide\n\n## Resetting\n\n1. Hold the recessed reset button for "
-                     "12 seconds.\n2. Wait until the light turns green.\n")
-    ingest.add([guide], Config.resolve(), progress=False)
+    guide = indexed_texts(tmp_path, {"guide.md": "# Nordlink R7 Router: Quick Guide\n\n## Resetting\n\n1. Hold the "
+                                                 "recessed reset button for 12 seconds.\n2. Wait until the light "
+                                                 "turns green.\n"})["guide.md"]
     agent = Agent()
     name, hold = agent.ask("What is the router's model name?"), agent.ask("How long do I hold the reset button?")
     assert name.short_answer and "Nordlink R7" in name.short_answer and "#" not in name.short_answer, name.answer
@@ -560,12 +552,8 @@ def test_agents_share_an_open_store_embedder_and_reader(indexed: Path) -> None:
 def test_a_quoted_document_sentence_saying_not_given_is_not_a_refusal(tmp_path: Path) -> None:
     """Only the refusal sentence is a refusal: a draft quoting a document's "not given" is verified and
     cited like any claim (a regex over phrases like "not given" used to refuse it)."""
-    from index import ingest
-    from citeqa.config import Config
-
-    doc = tmp_path / "harbour.txt"
-    doc.write_text("The Quentown harbour permit was not given until 1903. Fishing boats use the east quay.\n")
-    ingest.add([doc], Config.resolve(), progress=False)
+    indexed_texts(tmp_path, {"harbour.txt": "The Quentown harbour permit was not given until 1903. Fishing boats "
+                                            "use the east quay.\n"})
     backend = FunctionBackend(lambda q, passages: "The permit was not given until 1903 [%d]."
                               % next(p.n for p in passages if "permit" in p.text))
     answer = Agent(backend=backend).ask("When was the Quentown harbour permit given?")
