@@ -37,6 +37,7 @@ eval: setup
 	$(PY) -m citeqa.cli eval --set squad-dev --report evals/reports/squad-dev.md
 	$(PY) -m citeqa.cli eval --set squad-v2 --report evals/reports/squad-v2.md
 	$(PY) -m citeqa.cli eval --set off-index --report evals/reports/off-index.md
+	$(PY) -m citeqa.cli eval --set everyday --report evals/reports/everyday.md
 
 # The agent on the reader's held-out training articles (evals/heldout.py), for choosing a change before
 # the eval sets measure it: about 5 min on 2 cores; needs ../shared/data/squad-train/.

@@ -24,7 +24,7 @@ from agent.answertype import expected
 from agent.backends import Backend, get_backend
 from agent.cite import Citation, verify
 from agent.inputs import check_history, check_question_type
-from agent.read import Pick, read
+from agent.read import Pick, believed_first, read
 from agent.reader import Reader, get_reader
 from agent.retrieve import Chunk, Retrieval, Retriever, evidence_chunks
 from agent.select import Scored, Selection, score
@@ -110,7 +110,7 @@ class Agent:
         retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
         kind = expected(standalone)
         selection, picks = readings(standalone, kind, retrieval, self.reader)
-        picks = self.judge.rescore(picks, retrieval.qvec)
+        picks = believed_first(self.judge.rescore(picks, retrieval.qvec), self.judge.threshold)
         passages = self.backend.passages(standalone, kind, picks, [b.sentence for b in selection.best],
                                          self.judge.threshold)
         text, citations = "", []

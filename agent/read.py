@@ -21,11 +21,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.answertype import not_a_reason
+from agent.answertype import not_a_short_answer
 from agent.retrieve import Sentence
+from agent.text import has_number
+from index.chunking import SENTENCE_END
 
 _MARKUP = re.compile(r"^(?:#{1,6}|>|[-*+•])\s+")  # a heading's or list item's markup that opens a span
 SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
+_ITEM = re.compile(r"[-*+•]\s")  # a list item's bullet
+HEADING_WORDS = 10  # a title is short: the bundled article's has 8 words
 _PAIRS = {'"': '"', "“": "”", "‘": "’", "(": ")", "[": "]"}
 _ABBREVIATIONS = {"co", "corp", "inc", "ltd", "bros", "jr", "sr", "st", "dr", "mr", "mrs", "ms", "mt", "ft",
                   "ave", "no", "vs", "etc"}
@@ -50,18 +54,18 @@ def _holder(window: list[Sentence], start: int) -> tuple[Sentence, int]:
 
 
 def tidy(phrase: str) -> str:
-    """The span as an answer phrase: without the markup that opened its line (a Markdown heading's
-    hashes, a bullet), the sentence's closing punctuation (an abbreviation's full stop stays) or a
-    quote or bracket whose partner the span left out.
+    """The span as an answer phrase on one line (a hard-wrapped line break is a space), without the
+    markup that opened its line (a Markdown heading's hashes, a bullet), the sentence's closing
+    punctuation (an abbreviation's full stop stays) or a quote or bracket whose partner the span left out.
 
     >>> tidy('help preserve tolerance.'), tidy('shock"'), tidy('(OAPEC'), tidy('Washington, D.C.')
     ('help preserve tolerance', 'shock', 'OAPEC', 'Washington, D.C.')
     >>> tidy('"The Mask of Anarchy"'), tidy('Acme Co.'), tidy('in 1973;'), tidy('the USA.')
     ('"The Mask of Anarchy"', 'Acme Co.', 'in 1973', 'the USA')
-    >>> tidy('# Nordlink R7'), tidy('- 12 seconds'), tidy('-5 degrees')
-    ('Nordlink R7', '12 seconds', '-5 degrees')
+    >>> tidy('# Nordlink R7'), tidy('- 12 seconds'), tidy('-5 degrees'), tidy('2.80\\neuros')
+    ('Nordlink R7', '12 seconds', '-5 degrees', '2.80 euros')
     """
-    s = _MARKUP.sub("", phrase.strip())
+    s = _MARKUP.sub("", " ".join(phrase.split()))
     while True:
         before = s
         s = s.rstrip(",;:").rstrip()
@@ -90,8 +94,39 @@ def read(question: str, candidates: list[Sentence], windows: dict[str, list[Sent
         sentence, at = _holder(group, r.start)
         lo, hi = max(0, r.start - at), min(len(sentence.text), r.end - at)
         phrase = tidy(sentence.text[lo:hi]) if hi > lo else ""
-        if len(phrase) > SHORT_SHARE * len(sentence.text) or not_a_reason(question, phrase):
-            phrase = ""  # the sentence is the answer (the reader's date is no reason for a why-question)
+        if len(phrase) > SHORT_SHARE * len(sentence.text) or not_a_short_answer(question, phrase):
+            phrase = ""  # the sentence is the answer (a yes/no question's, or a why-question's date)
         if sentence.id not in best or r.prob > best[sentence.id].prob:
             best[sentence.id] = Pick(sentence, phrase, r.prob, group)
     return sorted(best.values(), key=lambda p: -p.prob)
+
+
+def is_heading(text: str) -> bool:
+    """A heading says nothing by itself: a Markdown heading, or a title: at most `HEADING_WORDS` words
+    with no closing punctuation, no bullet, table bar, label or number, and no bracket left open. (A
+    longer unpunctuated "sentence", or one with an open bracket, is a sentence cut short, as by a
+    formula's subscript on the next line: "Trioxygen (O" / "3) is usually known as ozone".)
+
+    >>> is_heading("# Brookfield Public Library"), is_heading("ISIL retakes Syria border town from US-backed rebels")
+    (True, True)
+    >>> is_heading("| Saturday | 10:00 to 16:00 |"), is_heading("Saturday: closed"), is_heading("It rained.")
+    (False, False, False)
+    >>> is_heading("- Helmets are recommended")
+    False
+    >>> is_heading("The Earth's crustal rock is composed in large part of oxides of silicon (silica SiO")
+    False
+    >>> is_heading("Trioxygen (O")
+    False
+    """
+    text = text.strip()
+    return text.startswith("#") or len(text.split()) <= HEADING_WORDS and not (
+        SENTENCE_END.search(text) or has_number(text) or _ITEM.match(text) or "|" in text or ":" in text
+        or text.count("(") > text.count(")"))
+
+
+def believed_first(picks: list[Pick], threshold: float) -> list[Pick]:
+    """`picks` (most probable first) with those at or above `threshold` first, and among them every
+    heading after every statement: a title restates the text under it ("ISIL retakes Syria border town
+    from US-backed rebels" read "Syria border town from US-backed rebels" for "Which border crossing did
+    the rebels advance towards?"), so its span is rarely the answer. Then the rest, as they were."""
+    return sorted(picks, key=lambda p: (p.prob < threshold, p.prob >= threshold and is_heading(p.sentence.text)))

@@ -224,7 +224,9 @@ def parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser("eval", parents=[backend], help="run an eval suite and gate on a baseline")
-    ev.add_argument("--set", default="article", help="article, squad-dev, squad-v2, off-index, held-out (training articles held out, for choosing), or a .jsonl path")
+    ev.add_argument("--set", default="article",
+                    help="article, squad-dev, squad-v2, off-index, held-out (training articles held out, for "
+                         "choosing), everyday (other genres, evals/everyday), or a .jsonl path")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--report", metavar="PATH", help="write a Markdown report with per-question rows")
     ev.add_argument("--check", metavar="BASELINE.json", help="exit 1 when a metric is worse than the baseline")

@@ -40,7 +40,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 SQUAD_DIR = EVALS_DIR / "squad-dev"
-SUITES = ("article", "squad-dev", "squad-v2", "off-index", "held-out")
+SUITES = ("article", "squad-dev", "squad-v2", "off-index", "held-out", "everyday")
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
@@ -51,6 +51,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
     - off-index: only every other squad-dev document is indexed; all 200 questions are asked, and those
       about a document that is not indexed must be refused.
     - held-out: training articles the reader never trained on, for choosing (`evals.heldout`).
+    - everyday: five short documents of other genres (a library page with a table, a router guide, a
+      price list, an HTML news page, two biographies) and 44 questions, follow-ups among them, written
+      here while trying citeqa as a user (evals/everyday/README.md).
     """
     name = str(name_or_path)
     if name == "held-out":
@@ -64,7 +67,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         return Suite("squad-v2", rows, [SQUAD_DIR / "docs"])
     if name == "off-index":
         return off_index_suite(_read_jsonl(SQUAD_DIR / "questions.jsonl"), sorted((SQUAD_DIR / "docs").glob("*.txt")))
-    path = SQUAD_DIR if name == "squad-dev" else Path(name_or_path)
+    path = {"squad-dev": SQUAD_DIR, "everyday": EVALS_DIR / "everyday"}.get(name) or Path(name_or_path)
     extra: list[dict] = []
     if path.is_dir():  # a suite folder: questions.jsonl, plus unanswerable.jsonl when there is one
         if (path / "unanswerable.jsonl").is_file():

@@ -68,7 +68,7 @@ _ABBREV = {
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 _LINE = re.compile(r"[^\n]+")
 _LABEL = re.compile(r"\W*[A-Z][A-Za-z]*\s*:")  # "Note:", "SYSTEM:" opening a line
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")  # a statement ends so; a heading or a label line does not
 # Markup that opens a line of a Markdown or plain-text document (a heading's hashes, a quote's ">", a
 # bullet, a list item's number before a capital): such a line starts anew, however the line before it
 # ends. The markup stays in the sentence: `agent.injection` reads "### Instruction:" as a chat template's.
@@ -92,7 +92,7 @@ def _wrapped(line: str, after: str, width: int) -> bool:
     indented word, or after a line nearly as long as the paragraph's longest (a title or a short list
     line is not)."""
     a, b = line.strip(), after.strip()
-    if _SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after) or _LABEL.match(b):
+    if SENTENCE_END.search(a) or a.startswith("#") or _LINE_MARKUP.match(after) or _LABEL.match(b):
         return False
     return b[:1].islower() or after[:1].isspace() or (width >= 40 and len(a) >= 0.6 * width)
 

@@ -104,6 +104,42 @@ def test_a_why_question_never_gets_a_bare_year_as_its_short_answer(tmp_path: Pat
     assert when.short_answer == "1887"
 
 
+def test_a_yes_no_question_is_answered_by_its_sentence_not_by_a_span(tmp_path: Path) -> None:
+    """Over "The warranty does not cover damage from lightning or water", the reader's span for "Does the
+    warranty cover water damage?" is "lightning": no short answer, the cited sentence answers."""
+    indexed_texts(tmp_path, {"router.txt": "The Nordlink R7 comes with a warranty of three years from the date of "
+                                           "purchase. The warranty does not cover damage from lightning or water. "
+                                           "Repairs under warranty are free.\n"})
+    polar, open_ = Agent().ask("Does the warranty cover water damage?"), Agent().ask("How long is the warranty?")
+    assert not polar.refused and polar.short_answer is None
+    assert polar.answer.startswith("The warranty does not cover damage from lightning or water. [1]"), polar.answer
+    assert open_.short_answer == "three years", open_.short_answer
+
+
+def test_a_hard_wrapped_answer_is_on_one_line_and_its_citation_is_the_source_span(tmp_path: Path) -> None:
+    """A line break inside the cited sentence is a space in `answer` and `short_answer`; the citation keeps
+    the source's characters, so it still points at them. A heading is never the second sentence cited."""
+    text = ("# Riverside Bike Share\n\nA single ride on a city bike costs 1.50 euros for the first 30 minutes. An\n"
+            "electric bike costs 2.80\neuros for the same time. Every further 30 minutes costs 1 euro.\n")
+    paths = indexed_texts(tmp_path, {"bikes.md": text})
+    answer = Agent().ask("How much does an electric bike cost at Riverside Bike Share?")
+    assert answer.short_answer == "2.80 euros", answer.short_answer
+    assert "\n" not in answer.answer and "An electric bike costs 2.80 euros for the same time. [1]" in answer.answer
+    assert [c.text for c in answer.citations] == ["An\nelectric bike costs 2.80\neuros for the same time."]
+    assert paths["bikes.md"].read_text()[answer.citations[0].start_char:answer.citations[0].end_char] == \
+        answer.citations[0].text
+
+
+def test_a_heading_is_never_cited_as_a_second_sentence(tmp_path: Path) -> None:
+    """"# Brookfield Public Library" holds the question's word "library" that the answering table row lacks,
+    but a heading says nothing: the answer cites the row alone."""
+    indexed_texts(tmp_path, {"library.md": "# Brookfield Public Library\n\n## Opening hours\n\n| Day | Hours |\n"
+                                           "|---|---|\n| Monday to Friday | 9:00 to 20:00 |\n| Saturday | 10:00 to 16:00 |\n"
+                                           "| Sunday | closed |\n\n## Borrowing\n\nMembers may borrow up to 12 items at a time.\n"})
+    answer = Agent().ask("Is the library open on Sunday?")
+    assert [c.text for c in answer.citations] == ["| Sunday | closed |"], answer.answer
+
+
 def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path: Path) -> None:
     """The chat passes the agent's own answer as history; "she", "it" and "that town" are read as the
     person, the thing and the place of the previous turn, and `query` shows the question as read."""
@@ -124,6 +160,31 @@ def test_a_follow_up_reads_its_pronouns_as_what_the_previous_turn_named(tmp_path
     assert river.query == "Which river is Dunmore on?" and "Esk" in river.short_answer, river.answer
     market = follow("Which town lies on the river Esk?", "When is its market held?")
     assert "Saturday" in market.short_answer, (market.query, market.answer)
+
+
+def test_a_chain_of_follow_ups_keeps_its_subject(tmp_path: Path) -> None:
+    """Each turn is read against the turns before it as the chat sends them (the user's words and the
+    agent's answers): "she" two turns on is still Marta Kovacs, a lone "When?" asks the previous question
+    again, "And green?" swaps the colour, and "it" after a numeric answer is what was asked about."""
+    indexed_texts(tmp_path, {"people.txt": "Marta Kovacs was born in Szeged in 1948. She studied physics at the "
+                                           "University of Vienna and later worked at CERN. She retired in 2010.\n",
+                             "router.txt": "The status light shows what the router is doing. A red light means that "
+                                           "the router has no connection. The router comes with a warranty of three "
+                                           "years. The warranty does not cover damage from lightning.\n"})
+    agent = Agent()
+
+    def chat(*questions: str):
+        history: list[dict] = []
+        for q in questions:
+            answer = agent.ask(q, history=history)
+            history += [{"role": "user", "content": q}, {"role": "assistant", "content": answer.answer}]
+        return answer
+
+    retired = chat("Where was Marta Kovacs born?", "Where did she study?", "When did she retire?")
+    assert retired.query == "When did Marta Kovacs retire?" and retired.short_answer == "2010", retired.query
+    assert chat("Where was Marta Kovacs born?", "When?").query == "When was Marta Kovacs born?"
+    assert chat("What does a red light mean?", "And green?").query == "What does a green light mean?"
+    assert chat("How long is the warranty?", "Does it cover lightning?").query == "Does the warranty cover lightning?"
 
 
 def test_how_many_times_is_answered_by_twice(tmp_path: Path) -> None:

@@ -263,6 +263,22 @@ def test_squad_dev_answer_spans_are_valid():
         assert cover and text[span["start_char"]:span["end_char"]] == r["reference"], r["id"]
 
 
+def test_everyday_evidence_spans_are_the_stored_document_text():
+    """Spans index the text citeqa stores (an HTML page's visible text, not its markup), whitespace and all."""
+    from index.loaders import load_file
+
+    suite = load_suite("everyday")
+    texts = {p.name: load_file(p).text for p in sorted(suite.doc_paths[0].iterdir())}
+    assert len(suite.rows) == 44 and len({r["id"] for r in suite.rows}) == 44
+    assert sum(1 for r in suite.rows if not r["answers"]) == 10
+    assert all(r["history"] for r in suite.rows if r["type"] == "follow_up")
+    for r in suite.rows:
+        assert bool(r["answers"]) == bool(r["evidence_spans"]), r["id"]
+        for span in r["evidence_spans"]:
+            cited = texts[span["doc_id"]][span["start_char"]:span["end_char"]]
+            assert " ".join(cited.split()) in r["reference_contexts"], r["id"]
+
+
 def test_load_suite(tmp_path):
     art = load_suite("article")
     assert art.name == "article" and art.doc_paths == [ARTICLE] and ARTICLE.is_file()

@@ -13,7 +13,7 @@ from typing import Iterator
 from agent.answertype import holds_answer
 from agent.cite import Passage
 from agent.condense import condense
-from agent.read import Pick
+from agent.read import Pick, is_heading
 from agent.retrieve import Sentence
 from agent.text import content_words, tokens
 
@@ -44,6 +44,9 @@ class ExtractiveBackend:
 
 
 def _adds_words(question: str, first: Pick, other: Pick) -> bool:
-    """Does `other` hold question words that `first` lacks (a second hop)?"""
+    """Does `other`, which is no heading, hold question words that `first` lacks (a second hop)?"""
+    if is_heading(other.sentence.text):
+        return False
     q = set(content_words(question))
     return bool(q & (set(tokens(other.sentence.text)) - set(tokens(first.sentence.text))))
+
