@@ -57,19 +57,29 @@ def seconds(ms: float) -> str:
 
 
 def answer_html(answer: dict, turn: int) -> str:
-    """The short answer in bold with the reader's confidence, then the cited sentence(s) with `[n]` links,
-    then the time it took. `answer`: the keys of `Answer.to_dict()` the chat keeps."""
+    """The short answer in bold with the judge's confidence, then the cited sentence(s) with `[n]` links
+    (the confidence under them when there is no short answer), then the time it took. `answer`: the keys
+    of `Answer.to_dict()` the chat keeps.
+
+    >>> answer_html({"answer": "No lane is booked. [1]", "short_answer": None, "refused": False,
+    ...              "confidence": 0.8, "citations": [{"n": 1}], "latency_ms": 200}, turn=2)  # doctest: +ELLIPSIS
+    '<p>No lane is booked. <a ...>[1]</a></p><p class="citeqa-time">confidence 80%</p><p class="citeqa-time">answered in 0.2 s</p>'
+    """
     text = answer["answer"]
     numbers = {c["n"] for c in answer.get("citations", [])}
     short = answer.get("short_answer")
     lead = None
     if short and not answer["refused"]:
         lead = re.match(re.escape(short) + r"\.?\s*(\[\d+\]\s*)+\.?\s*", text, re.I)
-    head = ""
+    confidence = f'confidence {answer.get("confidence", 0.0):.0%}'
+    head = foot = ""
     if lead:
-        head = f'<p><strong>{esc(text[:len(short)])}</strong> · confidence {answer["confidence"]:.0%}</p>'
+        head = f"<p><strong>{esc(text[:len(short)])}</strong> · {confidence}</p>"
         text = text[lead.end():]
-    return f"{head}<p>{linked(esc(text), turn, numbers)}</p>{seconds(answer.get('latency_ms', 0))}"
+    elif not answer["refused"]:  # the cited sentence is the answer (a yes/no question): confidence under it
+        foot = f'<p class="citeqa-time">{confidence}</p>'
+    body = f"{head}<p>{linked(esc(text), turn, numbers)}</p>{foot}"
+    return body + seconds(answer.get("latency_ms", 0))
 
 
 def source_title(c: dict) -> str:
