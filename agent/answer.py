@@ -20,13 +20,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from agent.answerable import Judge
-from agent.answertype import expected
+from agent.answertype import asks_overview, expected
 from agent.backends import Backend, get_backend
-from agent.cite import Citation, verify
-from agent.inputs import check_history, check_question_type
-from agent.read import Pick, believed_first, read
+from agent.cite import Citation, Passage, verify
+from agent.inputs import as_question, check_history, check_question_type
+from agent.read import Pick, believed_first, is_heading, read
 from agent.reader import Reader, get_reader
-from agent.retrieve import Chunk, Retrieval, Retriever, evidence_chunks
+from agent.retrieve import Chunk, Retrieval, Retriever, Sentence, evidence_chunks
 from agent.select import Scored, Selection, score
 from citeqa.config import Config
 from citeqa.errors import ConfigError, InputError
@@ -107,6 +107,10 @@ class Agent:
         question, warnings = self._check_question(check_question_type(question))
         history = check_history(history)
         standalone, context = self.backend.standalone(question, history)
+        standalone = as_question(standalone)
+        if asks_overview(standalone):
+            yield from self._overview(question, standalone, docs, t0, warnings)
+            return
         retrieval = self.retriever.search(f"{standalone} {context}".strip(), docs=docs)
         kind = expected(standalone)
         selection, picks = readings(standalone, kind, retrieval, self.reader)
@@ -133,6 +137,24 @@ class Agent:
                      retrieved=_retrieved(evidence_chunks(retrieval, evidence, self.retriever.k_chunks)),
                      warnings=warnings)
 
+    def _overview(self, question: str, standalone: str, docs: list[str] | None, t0: float,
+                  warnings: list[str]) -> Iterator[str | Answer]:
+        """"What is the article about?": each document's title and first statement, cited (`opening`),
+        written by the backend and verified like any draft. Its confidence is 1: the documents' own
+        opening, not a reading."""
+        passages = [Passage(i + 1, [s]) for i, s in enumerate(
+            s for group in self.retriever.openings(docs) for s in opening(group))]
+        pieces = []
+        for piece in self.backend.draft(standalone, passages) if passages else ():
+            pieces.append(piece)
+            yield piece
+        text, citations = verify("".join(pieces), passages, self.embedder.encode, standalone) \
+            if pieces and not model_refuses("".join(pieces)) else ("", [])
+        yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
+                     latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
+                     model=self.backend.model, query=standalone, confidence=1.0 if citations else 0.0,
+                     warnings=warnings)
+
     def rank(self, question: str, docs: list[str] | None = None, top: int = 12) -> list[Scored]:
         """The retrieved sentences ranked as `ask` ranks them before the reader reads them, best first (at
         most `top`): what a retriever door (`citeqa.llama_index`) returns."""
@@ -154,6 +176,19 @@ def readings(question: str, kind: str, retrieval: Retrieval, reader: Reader) -> 
     """Rank the retrieved sentences and read the best `READ_TOP` (with the reader's own probabilities)."""
     selection = score(question, kind, retrieval)
     return selection, read(question, [b.sentence for b in selection.best[:READ_TOP]], selection.windows, reader)
+
+
+def opening(sentences: list[Sentence]) -> list[Sentence]:
+    """A document's title, when its first sentence is a heading, and its first statement.
+
+    >>> from agent.retrieve import Sentence
+    >>> s = [Sentence(f"d#x:s{i}", "d", "d.txt", "d#c0", i, 0, 0, t, None) for i, t in
+    ...      enumerate(["Bridge reopens", "Dateline", "The bridge reopened on Monday.", "It cost $4m."])]
+    >>> [x.text for x in opening(s)]
+    ['Bridge reopens', 'The bridge reopened on Monday.']
+    """
+    title = sentences[:1] if sentences and is_heading(sentences[0].text) else []
+    return title + next(([s] for s in sentences if not is_heading(s.text)), [])
 
 
 def model_refuses(draft: str) -> bool:

@@ -64,6 +64,25 @@ _TIME_PHRASE = re.compile(r"\b(during|following|after|before|since|until|upon|in
                           r"at the (beginning|start|end|close|outset) of|at the time of)\b", re.I)
 
 
+_OVERVIEW_Q = re.compile(
+    r"^\W*(?:(?:and|so|ok|okay),? )?(?:"
+    r"what(?:'s| is| are)(?: (?:this|that|the|these|those|my|your))?(?: (?:article|document|text|page|file|report|"
+    r"story|paper|book|pdf)s?)? (?:all )?about\W*$|"
+    r"(?:(?:can|could) you |please )?(?:summari[sz]e|sum up|give (?:me )?(?:a |an )?(?:summary|overview))\b|"
+    r"what are the (?:main|key) points\b|tl;?dr\b)", re.I)
+
+
+def asks_overview(question: str) -> bool:
+    """Does the question ask what the documents themselves are about (answered by their openings)?
+
+    >>> asks_overview("What is the article about?"), asks_overview("Summarize the document."), asks_overview("tl;dr")
+    (True, True, True)
+    >>> asks_overview("What is the war about?"), asks_overview("What did the report say about the attack?")
+    (False, False)
+    """
+    return bool(_OVERVIEW_Q.search(question.strip()))
+
+
 def expected(question: str) -> str:
     """'number', 'time', 'person' (a name of a role), 'agent' (who: a name or a group), 'place', or ''
     (any answer)."""

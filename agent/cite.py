@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from agent.retrieve import Sentence
-from agent.text import content_words, has_number, proper_nouns, stem, tokens, words
+from agent.text import MARKUP, content_words, has_number, proper_nouns, stem, tokens, words
 
 MARKER = re.compile(r"\s*\[(\d+)\]")
 CLAIM = re.compile(r"(.+?)((?:\s*\[\d+\])+)\s*([.!?]?)(?=\s|$)", re.S)
@@ -119,8 +119,9 @@ def verify(draft: str, passages: list[Passage], encode, question: str = "",
     A claim is kept when some cited passage holds a sentence that supports it (`support`), and the
     supporting sentences hold every name and number the claim adds to `question` (`grounded`). With
     `weigh` (the reader's probability for a sentence), a sentence weighing under `min_weight` supports
-    nothing, and a citation's score is its weight. The answer text is on one line: a cited sentence's
-    line breaks (a hard-wrapped source) are spaces there, and stay in `Citation.text`, the source's span."""
+    nothing, and a citation's score is its weight. The answer text is on one line and without the
+    Markdown that opens a cited line ("# ", "- "): a hard-wrapped sentence's line breaks are spaces
+    there. `Citation.text` keeps the source's span as it is."""
     claims = split_claims(draft)
     if not claims:
         return "", []
@@ -149,5 +150,5 @@ def verify(draft: str, passages: list[Passage], encode, question: str = "",
                 citations[best.id] = Citation(len(citations) + 1, best.doc_id, best.source, best.chunk_id,
                                               best.start, best.end, best.text, round(sup, 4), best.page)
             markers.append(citations[best.id].n)
-        kept.append(" ".join(claim.split()) + "".join(f" [{m}]" for m in dict.fromkeys(markers)))
+        kept.append(MARKUP.sub("", " ".join(claim.split())) + "".join(f" [{m}]" for m in dict.fromkeys(markers)))
     return " ".join(kept), list(citations.values())

@@ -21,6 +21,7 @@ citeqa.errors.InputError: the question must be a string, not int. Fix: ask a que
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from citeqa.errors import InputError
@@ -59,3 +60,15 @@ def check_history(history: Any) -> list[dict]:
                              fix="give each turn's content as a string")
         turns.append({"role": turn["role"], "content": turn["content"]})
     return turns
+
+
+def as_question(text: str) -> str:
+    """`text` ending in a question mark, as every question the reader was trained on does, unless it
+    ends in other sentence punctuation. Typed without it, "who retook the al-hamdan airbase" read "The
+    New Syrian Army" where "… airbase?" reads "ISIL fighters".
+
+    >>> as_question("who retook the al-hamdan airbase"), as_question("Who retook it?"), as_question("Summarize it.")
+    ('who retook the al-hamdan airbase?', 'Who retook it?', 'Summarize it.')
+    """
+    text = text.rstrip()
+    return text if re.search(r"[.?!…]\W*$", text) or not text else text + "?"

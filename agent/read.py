@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 
 from agent.answertype import not_a_short_answer
 from agent.retrieve import Sentence
-from agent.text import has_number
+from agent.text import MARKUP, has_number
 from index.chunking import SENTENCE_END
 
-_MARKUP = re.compile(r"^(?:#{1,6}|>|[-*+•])\s+")  # a heading's or list item's markup that opens a span
 SHORT_SHARE = 0.8  # a span longer than this share of its sentence is the sentence, not a phrase
 _ITEM = re.compile(r"[-*+•]\s")  # a list item's bullet
 HEADING_WORDS = 10  # a title is short: the bundled article's has 8 words
@@ -65,7 +64,7 @@ def tidy(phrase: str) -> str:
     >>> tidy('# Nordlink R7'), tidy('- 12 seconds'), tidy('-5 degrees'), tidy('2.80\\neuros')
     ('Nordlink R7', '12 seconds', '-5 degrees', '2.80 euros')
     """
-    s = _MARKUP.sub("", " ".join(phrase.split()))
+    s = MARKUP.sub("", " ".join(phrase.split()))
     while True:
         before = s
         s = s.rstrip(",;:").rstrip()

@@ -175,11 +175,7 @@ class Retriever:
     def search(self, query: str, docs: list[str] | None = None) -> Retrieval:
         """Sentences and chunks for `query`, from the documents `docs` only when given (None or empty:
         every document); an id that is not indexed is an `InputError`."""
-        shas = self.store.ready_shas()
-        if not shas:
-            raise IndexMissingError(f"collection {self.store.cfg.collection!r} is empty: no documents are indexed "
-                                    "yet — add some with `citeqa index add`",
-                                    fix="run `citeqa index add PATH` (files or folders), or upload files in the chat")
+        shas = self._ready()
         docs = self._check_docs(docs, shas)
         qvec = self.embedder.encode([query])[0]
         if not tokens(query):
@@ -213,6 +209,25 @@ class Retriever:
         pool.update({c.id: c for c in self._chunks([c for c in in_windows if c not in pool], {}, {})})
         return Retrieval(query, qvec, sentences, chunks, windows,
                          {t: self._bm25.idf(t) for t in content_words(query)}, pool)
+
+    def openings(self, docs: list[str] | None = None, n: int = 3, most: int = 5) -> list[list[Sentence]]:
+        """The first `n` sentences of each document of `docs` (else of every indexed one; at most `most`
+        documents), in order, less planted ones: what an overview of the documents cites."""
+        shas = self._ready()
+        docs = (self._check_docs(docs, shas) or sorted(shas))[:most]
+        self._bm25.refresh(self.store, shas)
+        ids = {d: [sentence_id(d, shas[d], p) for p in range(n)] for d in docs}
+        got = self.store.get("sents", [i for group in ids.values() for i in group], embeddings=True)
+        found = {hit.id: _sentence(hit, vec) for hit, vec in got if hit.id not in self._bm25.planted}
+        return [[found[i] for i in group if i in found] for group in ids.values()]
+
+    def _ready(self) -> dict[str, str]:
+        shas = self.store.ready_shas()
+        if not shas:
+            raise IndexMissingError(f"collection {self.store.cfg.collection!r} is empty: no documents are indexed "
+                                    "yet — add some with `citeqa index add`",
+                                    fix="run `citeqa index add PATH` (files or folders), or upload files in the chat")
+        return shas
 
     def _check_docs(self, docs: list[str] | None, shas: dict[str, str]) -> list[str] | None:
         if not docs:

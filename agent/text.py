@@ -25,6 +25,7 @@ was we were what when where which while who whom why will with would you your yo
 according many much whose kind name named called tell say said says told one ones thing things
 """.split())
 
+MARKUP = re.compile(r"^(?:#{1,6}|>|[-*+•])\s+")  # a Markdown heading's, quote's or list item's markup opening a line
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
 NUMBER_WORDS = frozenset("""zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
 fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred

@@ -84,29 +84,49 @@ def _wide_encoding(raw: bytes) -> str | None:
 
 
 class _VisibleText(html.parser.HTMLParser):
-    _HIDDEN = {"script", "style", "head", "template", "noscript", "svg", "nav"}  # nav: a site's menu, not its text
-    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-              "article", "header", "footer", "blockquote", "pre", "title", "ul", "ol", "table"}
+    """A page's visible text, less its chrome: the site's menu (<nav>) and, outside an <article> or
+    <main>, its banner, footer and sidebars (<header>, <footer>, <aside>), of which only headings stay.
+    ("© 2026 Valley News" answered "Which sports does Valley News cover?" with "2026".)"""
+
+    _HIDDEN = {"script", "style", "head", "template", "noscript", "svg", "nav"}
+    _CHROME = {"header", "footer", "aside"}
+    _CONTENT = {"article", "main"}
+    _HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
+    _BLOCK = {"p", "div", "br", "li", "tr", "section", "blockquote", "pre", "title", "ul", "ol", "table"} | \
+        _CHROME | _CONTENT | _HEADING
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self._hidden = 0
+        self._depth = dict.fromkeys(("hidden", "chrome", "content", "heading"), 0)
+
+    def _kind(self, tag: str) -> str | None:
+        if tag in self._HIDDEN:
+            return "hidden"
+        if tag in self._CHROME:
+            return "chrome" if not self._depth["content"] else None
+        return "content" if tag in self._CONTENT else "heading" if tag in self._HEADING else None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in self._HIDDEN:
-            self._hidden += 1
-        elif tag in self._BLOCK:
+        kind = self._kind(tag)
+        if kind:
+            self._depth[kind] += 1
+        if tag in self._BLOCK:
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in self._BLOCK:
+        if tag in self._CHROME and self._depth["chrome"]:
+            self._depth["chrome"] -= 1
+        else:
+            kind = self._kind(tag)
+            if kind:
+                self._depth[kind] = max(0, self._depth[kind] - 1)
+        if tag in self._BLOCK:
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
-        if not self._hidden:
+        d = self._depth
+        if not d["hidden"] and (not d["chrome"] or d["heading"]):
             self.parts.append(" ".join(data.split()) if data.strip() else " ")
 
 

@@ -56,6 +56,24 @@ def test_extractive_answers_who_with_the_recapture_sentence(indexed: Path) -> No
     assert d["citations"][0]["page"] is None  # a text file has no pages
 
 
+def test_what_the_article_is_about_is_answered_by_its_title_and_first_sentence(indexed: Path) -> None:
+    """"What is the article about?" asks about the document, not a fact in it: its opening answers, cited."""
+    answer = Agent().ask("What is the article about?")
+    assert not answer.refused and answer.confidence == 1.0 and answer.short_answer is None
+    assert [c.start_char for c in answer.citations] == [0, TEXT.index("ISIL has recaptured")]
+    assert answer.citations[0].text == "ISIL retakes Syria border town from US-backed rebels"
+    check_citations(answer)
+
+
+def test_a_question_typed_without_its_question_mark_reads_as_with_it(indexed: Path) -> None:
+    """The reader was trained on questions that end in "?"; without it, the recapture sentence read "The New
+    Syrian Army" for who retook the airbase."""
+    agent = Agent()
+    bare, asked = agent.ask("who retook the al-hamdan airbase"), agent.ask("Who retook the al-Hamdan airbase?")
+    assert bare.query == "who retook the al-hamdan airbase?"
+    assert bare.short_answer == asked.short_answer == "ISIL fighters", (bare.short_answer, asked.short_answer)
+
+
 def test_extractive_number_question(indexed: Path) -> None:
     answer = Agent().ask("How many air strikes did the coalition carry out near al-Bukamal?")
     assert "eight" in answer.answer

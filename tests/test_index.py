@@ -164,6 +164,17 @@ def test_html_loader_keeps_visible_text_only(tmp_path: Path) -> None:
     assert load_file(page).text == "Heading\n\nFirst para.\n\nSecond & last."
 
 
+def test_html_page_chrome_is_left_out_but_its_headings_and_the_article_stay(tmp_path: Path) -> None:
+    """A page's banner, footer and sidebar (outside <article>/<main>) are not its text; their headings
+    are, and an article's own header and footer stay."""
+    page = tmp_path / "p.html"
+    page.write_text("<body><header><h1>Valley News</h1><p>Sport | Weather</p></header><aside>Most read</aside>"
+                    "<article><header><h2>Orchard sold</h2><p>By Ann Lee</p></header><p>The orchard was sold.</p>"
+                    "<footer>Filed under farming</footer></article><footer>© 2026 Valley News</footer></body>")
+    assert load_file(page).text == ("Valley News\n\nOrchard sold\n\nBy Ann Lee\n\nThe orchard was sold.\n\n"
+                                    "Filed under farming")
+
+
 def test_pdf_loader_reads_text(tmp_path: Path) -> None:
     assert "The quarry closed in 1931." in load_file(text_pdf(tmp_path / "doc.pdf", [["The quarry closed in 1931."]])).text
 
