@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from agent.answerable import Judge
 from agent.answertype import asks_overview, expected
@@ -117,17 +117,9 @@ class Agent:
         picks = believed_first(self.judge.rescore(picks, retrieval.qvec), self.judge.threshold)
         passages = self.backend.passages(standalone, kind, picks, [b.sentence for b in selection.best],
                                          self.judge.threshold)
-        text, citations = "", []
-        if passages:
-            pieces = []
-            for piece in self.backend.draft(standalone, passages):
-                pieces.append(piece)
-                yield piece
-            draft = "".join(pieces)
-            if not model_refuses(draft):
-                prob = {p.sentence.id: p.prob for p in picks}
-                text, citations = verify(draft, passages, self.embedder.encode, standalone,
-                                         weigh=lambda s: prob.get(s.id, 0.0), min_weight=self.judge.threshold)
+        prob = {p.sentence.id: p.prob for p in picks}
+        text, citations = yield from self._written(standalone, passages, weigh=lambda s: prob.get(s.id, 0.0),
+                                                   min_weight=self.judge.threshold)
         short = _short_answer(picks, citations)
         evidence = [p.sentence for p in picks] or [b.sentence for b in selection.best]
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
@@ -144,16 +136,26 @@ class Agent:
         opening, not a reading."""
         passages = [Passage(i + 1, [s]) for i, s in enumerate(
             s for group in self.retriever.openings(docs) for s in opening(group))]
-        pieces = []
-        for piece in self.backend.draft(standalone, passages) if passages else ():
-            pieces.append(piece)
-            yield piece
-        text, citations = verify("".join(pieces), passages, self.embedder.encode, standalone) \
-            if pieces and not model_refuses("".join(pieces)) else ("", [])
+        text, citations = yield from self._written(standalone, passages)
         yield Answer(question=question, answer=text or REFUSAL, refused=not citations, citations=citations,
                      latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend.name,
                      model=self.backend.model, query=standalone, confidence=1.0 if citations else 0.0,
                      warnings=warnings)
+
+    def _written(self, standalone: str, passages: list[Passage], weigh: Callable[[Sentence], float] | None = None,
+                 min_weight: float = 0.0) -> Generator[str, None, tuple[str, list[Citation]]]:
+        """The backend's draft from `passages`, yielded piece by piece; returns the verified (text,
+        citations), empty when there are no passages or the model says it does not know."""
+        if not passages:
+            return "", []
+        pieces = []
+        for piece in self.backend.draft(standalone, passages):
+            pieces.append(piece)
+            yield piece
+        draft = "".join(pieces)
+        if model_refuses(draft):
+            return "", []
+        return verify(draft, passages, self.embedder.encode, standalone, weigh=weigh, min_weight=min_weight)
 
     def rank(self, question: str, docs: list[str] | None = None, top: int = 12) -> list[Scored]:
         """The retrieved sentences ranked as `ask` ranks them before the reader reads them, best first (at

@@ -49,4 +49,3 @@ def _adds_words(question: str, first: Pick, other: Pick) -> bool:
         return False
     q = set(content_words(question))
     return bool(q & (set(tokens(other.sentence.text)) - set(tokens(first.sentence.text))))
-
